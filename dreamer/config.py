@@ -1,0 +1,274 @@
+"""Typed, frozen configuration: one dataclass per concern, composed into :class:`Config`.
+
+Every dataclass validates itself on construction and raises ``ValueError`` with the
+field name, the value given and what is allowed. Frozen dataclasses are hashable, so a
+config can be closed over by jitted functions without retracing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def _require(cond: bool, message: str) -> None:
+    if not cond:
+        raise ValueError(message)
+
+
+def _positive(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(value > 0, f"{type(obj).__name__}.{name} must be > 0, got {value!r}")
+
+
+def _unit(obj: Any, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(0.0 <= value <= 1.0, f"{type(obj).__name__}.{name} must be in [0, 1], got {value!r}")
+
+
+def _choice(obj: Any, name: str, allowed: tuple[str, ...]) -> None:
+    value = getattr(obj, name)
+    _require(value in allowed, f"{type(obj).__name__}.{name} must be one of {allowed}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class PlannerConfig:
+    """Search settings. Defaults are EfficientZero's (``../shared/PROTOCOL.md``)."""
+
+    search: str = "puct"  # "puct" (mctx.muzero_policy) or "gumbel" (mctx.gumbel_muzero_policy)
+    num_simulations: int = 50
+    discount: float = 0.997**4  # per agent step (0.997 per frame, action repeat 4)
+    pb_c_init: float = 1.25
+    pb_c_base: float = 19652.0
+    dirichlet_alpha: float = 0.3
+    dirichlet_fraction: float = 0.25  # 0 disables root noise
+    # "min_max" (EfficientZero, tree-wide), "parent_siblings" or "completed_mix" (mctx's);
+    # None picks "min_max" for pUCT and "completed_mix" for Gumbel.
+    qtransform: str | None = None
+    min_max_floor: float = 0.01  # EfficientZero's range floor for the min-max normalisation
+    value_prefix_horizon: int = 5  # prefix reset period (EfficientZero: 5)
+    max_depth: int | None = None  # None: unbounded (up to num_simulations)
+    max_num_considered_actions: int = 16  # Gumbel only
+    gumbel_scale: float = 1.0  # Gumbel only
+
+    def __post_init__(self):
+        self.validate()
+
+    @property
+    def resolved_qtransform(self) -> str:
+        if self.qtransform is not None:
+            return self.qtransform
+        return "min_max" if self.search == "puct" else "completed_mix"
+
+    def validate(self) -> None:
+        _choice(self, "search", ("puct", "gumbel"))
+        _choice(self, "qtransform", (None, "min_max", "parent_siblings", "completed_mix"))
+        _require(
+            isinstance(self.num_simulations, int) and self.num_simulations >= 1,
+            f"PlannerConfig.num_simulations must be an integer >= 1, got {self.num_simulations!r}",
+        )
+        _unit(self, "discount", "dirichlet_fraction")
+        _positive(self, "dirichlet_alpha", "min_max_floor", "value_prefix_horizon", "max_num_considered_actions")
+        _require(
+            self.max_depth is None or self.max_depth >= 1,
+            f"PlannerConfig.max_depth must be None or >= 1, got {self.max_depth!r}",
+        )
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """World-model network sizes."""
+
+    kind: str = "mlp"  # "mlp" for vector observations, "conv" for images (EfficientZero ResNet)
+    latent_dim: int = 64  # mlp: latent vector size
+    hidden: tuple[int, ...] = (128, 128)  # mlp: hidden widths of representation / dynamics
+    head_hidden: tuple[int, ...] = (64,)  # hidden widths of value / policy / reward heads
+    channels: int = 64  # conv: residual channels (EfficientZero: 64)
+    blocks: int = 1  # conv: residual blocks per stage (EfficientZero: 1)
+    reduced_channels: int = 16  # conv: head channels (EfficientZero: 16)
+    lstm_hidden: int = 64  # value-prefix LSTM (EfficientZero: 512)
+    projection_hidden: int = 256  # SimSiam projection (EfficientZero: 1024)
+    projection_out: int = 256  # (EfficientZero: 1024)
+    predictor_hidden: int = 128  # (EfficientZero: 512)
+    value_support: tuple[float, float, int] = (-20.0, 20.0, 41)  # (low, high, bins) in h-space
+    reward_support: tuple[float, float, int] = (-20.0, 20.0, 41)
+    value_prefix: bool = True  # EfficientZero's LSTM value prefix instead of per-step reward
+    dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
+
+    def __post_init__(self):
+        _choice(self, "kind", ("mlp", "conv"))
+        _choice(self, "dtype", ("float32", "bfloat16"))
+        _positive(self, "latent_dim", "channels", "blocks", "reduced_channels", "lstm_hidden")
+        _positive(self, "projection_hidden", "projection_out", "predictor_hidden")
+        for name in ("value_support", "reward_support"):
+            low, high, bins = getattr(self, name)
+            _require(high > low and bins >= 2, f"NetworkConfig.{name} must be (low < high, bins >= 2), got {(low, high, bins)}")
+
+
+@dataclass(frozen=True)
+class ReplayConfig:
+    """Prioritised replay of per-env streams; capacity counts transitions over all envs."""
+
+    capacity: int = 100_000
+    batch_size: int = 256
+    alpha: float = 0.6  # priority exponent (EfficientZero: 0.6)
+    beta: float = 0.4  # importance-weight exponent at the start, annealed to 1
+    beta_anneal_updates: int = 100_000
+    min_size: int = 2_000  # transitions before training starts (EfficientZero: 2,000)
+    frame_stack: int = 1  # frames stacked at sample time (Atari: 4)
+    priority_eps: float = 1e-6
+
+    def __post_init__(self):
+        _positive(self, "capacity", "batch_size", "min_size", "frame_stack", "beta_anneal_updates")
+        _unit(self, "alpha", "beta")
+
+
+@dataclass(frozen=True)
+class LearnerConfig:
+    """Optimisation and targets. Defaults are EfficientZero's Atari settings."""
+
+    optimizer: str = "sgd"  # "sgd" (momentum 0.9, EfficientZero) or "adamw"
+    learning_rate: float = 0.2
+    warmup_updates: int = 1_000  # linear warm-up (EfficientZero: 1% of 100k)
+    lr_decay_updates: int = 100_000  # lr x lr_decay_factor after this many updates
+    lr_decay_factor: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    max_grad_norm: float = 5.0
+    unroll_steps: int = 5
+    td_steps: int = 5
+    td_age_step: int = 30_000  # off-policy correction: td = clip(td_steps - age // td_age_step, 1, td_steps)
+    target_update_interval: int = 200  # updates between target-param refreshes
+    reanalyze_fraction: float = 0.99  # fraction of the batch whose policy targets are re-searched
+    value_loss_weight: float = 0.25
+    reward_loss_weight: float = 1.0
+    policy_loss_weight: float = 1.0
+    consistency_loss_weight: float = 2.0
+    updates_per_call: int = 1  # updates scanned inside one jitted train call
+    augment: bool = False  # random shift + intensity (images only)
+
+    def __post_init__(self):
+        _choice(self, "optimizer", ("sgd", "adamw"))
+        _positive(self, "learning_rate", "unroll_steps", "td_steps", "td_age_step")
+        _positive(self, "target_update_interval", "updates_per_call", "max_grad_norm", "lr_decay_updates")
+        _unit(self, "reanalyze_fraction", "momentum", "lr_decay_factor")
+        _require(self.warmup_updates >= 0, f"LearnerConfig.warmup_updates must be >= 0, got {self.warmup_updates}")
+        _require(self.weight_decay >= 0, f"LearnerConfig.weight_decay must be >= 0, got {self.weight_decay}")
+
+
+@dataclass(frozen=True)
+class EnvConfig:
+    """Which environment and how many copies."""
+
+    id: str = "CartPole-v0"
+    num_envs: int = 8
+    num_eval_envs: int = 10
+    eval_episodes: int = 10
+    max_episode_steps: int | None = None  # training cap (None: the env's own)
+    eval_max_episode_steps: int | None = None
+    # Atari only (see agents/envs/atari.py for the protocol)
+    frame_size: int = 96
+    grayscale: bool = False
+
+    def __post_init__(self):
+        _positive(self, "num_envs", "num_eval_envs", "eval_episodes", "frame_size")
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """The env loop: budget, replay ratio, schedules, logging and checkpoint clocks."""
+
+    env_steps: int = 100_000  # total agent steps over all training envs
+    replay_ratio: float = 1.0  # updates per agent step
+    extra_updates: int = 0  # updates after data collection ends (EfficientZero: 20k)
+    temperature_schedule: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.75, 0.5), (1.0, 0.25))
+    eval_every: int = 5_000  # agent steps between evaluations
+    log_every_s: float = 10.0
+    checkpoint_every_s: float = 600.0
+    keep_checkpoints: int = 2
+    stop_at_return: float | None = None  # stop early once the eval mean reaches this
+
+    def __post_init__(self):
+        _positive(self, "env_steps", "replay_ratio", "eval_every", "log_every_s", "checkpoint_every_s", "keep_checkpoints")
+        _require(self.extra_updates >= 0, f"LoopConfig.extra_updates must be >= 0, got {self.extra_updates}")
+
+
+@dataclass(frozen=True)
+class Config:
+    """One experiment: every concern, a seed and the preset it came from."""
+
+    preset: str = "cartpole"
+    seed: int = 0
+    env: EnvConfig = field(default_factory=EnvConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    planner: PlannerConfig = field(default_factory=PlannerConfig)
+    replay: ReplayConfig = field(default_factory=ReplayConfig)
+    learner: LearnerConfig = field(default_factory=LearnerConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+
+    def __post_init__(self):
+        rep, learn = self.replay, self.learner
+        window = learn.unroll_steps + learn.td_steps + rep.frame_stack
+        per_env = rep.capacity // max(self.env.num_envs, 1)
+        _require(
+            per_env > window,
+            f"replay.capacity / env.num_envs = {per_env} steps per env must exceed the sample window "
+            f"(unroll_steps + td_steps + frame_stack = {window})",
+        )
+        _require(
+            rep.batch_size <= rep.min_size,
+            f"replay.batch_size ({rep.batch_size}) must not exceed replay.min_size ({rep.min_size}), "
+            "the replay size at the start of training",
+        )
+        _require(rep.min_size <= rep.capacity, f"replay.min_size ({rep.min_size}) must not exceed replay.capacity ({rep.capacity})")
+        _require(
+            self.network.value_prefix is False or learn.unroll_steps >= 1,
+            "learner.unroll_steps must be >= 1",
+        )
+
+    def replace(self, **changes: Any) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def to_dict(cfg: Any) -> dict:
+    """A JSON-ready nested dict of a config."""
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(data: dict) -> Config:
+    """Inverse of :func:`to_dict` (lists become tuples again)."""
+
+    def build(cls, values):
+        kwargs = {}
+        hints = {f.name: f for f in dataclasses.fields(cls)}
+        for name, value in values.items():
+            if name not in hints:
+                raise ValueError(f"unknown config field {cls.__name__}.{name}")
+            sub = _SECTIONS.get(name) if cls is Config else None
+            if sub is not None:
+                value = build(sub, value)
+            elif isinstance(value, list):
+                value = _tuplify(value)
+            kwargs[name] = value
+        return cls(**kwargs)
+
+    return build(Config, data)
+
+
+def _tuplify(value):
+    if isinstance(value, list):
+        return tuple(_tuplify(v) for v in value)
+    return value
+
+
+_SECTIONS = {
+    "env": EnvConfig,
+    "network": NetworkConfig,
+    "planner": PlannerConfig,
+    "replay": ReplayConfig,
+    "learner": LearnerConfig,
+    "loop": LoopConfig,
+}

@@ -1,0 +1,317 @@
+"""The planner: Monte Carlo tree search over any :class:`~dreamer.world_model.WorldModel`.
+
+One call, :func:`plan`, serves acting and reanalysis. It wraps ``mctx`` and adds what
+EfficientZero needs and mctx does not have:
+
+* the value prefix turned into per-step rewards inside ``recurrent_fn`` (difference of
+  consecutive prefixes, the prefix memory carried in the embedding and reset every
+  ``value_prefix_horizon`` steps);
+* EfficientZero's tree-wide min-max normalisation of Q-values with a range floor, as a
+  custom qtransform (:func:`min_max_qtransform`).
+
+The planner never calls ``jax.jit`` and reads no global state: jit or vmap it yourself.
+Static sizes come from ``config`` (a frozen, hashable dataclass) and array shapes.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import mctx
+import numpy as np
+
+from dreamer.config import PlannerConfig
+from dreamer.world_model import InitialOutput, Params, WorldModel
+
+
+class PlanOutput(NamedTuple):
+    """Result of :func:`plan`; ``B`` batch, ``A`` actions."""
+
+    action: jnp.ndarray  # [B] int32, the action to take
+    action_weights: jnp.ndarray  # [B, A], the search policy (the policy target)
+    root_value: jnp.ndarray  # [B], the search value at the root
+    predicted_value: jnp.ndarray  # [B], the network's value at the root
+    tree: mctx.Tree  # the full search tree
+
+
+class Embedding(NamedTuple):
+    """What mctx carries per node: the model state plus the value-prefix bookkeeping."""
+
+    state: Any  # the model's latent state pytree
+    prev_prefix: jnp.ndarray  # [B] value prefix of the parent (0 right after a reset)
+    steps: jnp.ndarray  # [B] int32 steps since the last prefix reset
+
+
+# ---------------------------------------------------------------------------------------
+# Root and recurrent function
+
+
+def make_root(initial: InitialOutput) -> mctx.RootFnOutput:
+    """Turns the model's initial inference into mctx's root (prefix memory cleared)."""
+    value = jnp.asarray(initial.value, jnp.float32)
+    batch = value.shape[0]
+    embedding = Embedding(
+        state=initial.state,
+        prev_prefix=jnp.zeros((batch,), jnp.float32),
+        steps=jnp.zeros((batch,), jnp.int32),
+    )
+    return mctx.RootFnOutput(
+        prior_logits=jnp.asarray(initial.policy_logits, jnp.float32), value=value, embedding=embedding
+    )
+
+
+def _select(mask: jnp.ndarray, a: Any, b: Any) -> Any:
+    """Per-batch-row ``where`` over two pytrees of the same structure."""
+
+    def pick(x, y):
+        m = mask.reshape(mask.shape + (1,) * (x.ndim - 1))
+        return jnp.where(m, x, y)
+
+    return jax.tree_util.tree_map(pick, a, b)
+
+
+def make_recurrent_fn(model: WorldModel, config: PlannerConfig):
+    """Builds mctx's ``recurrent_fn(params, rng, action, embedding)`` for ``model``.
+
+    For value-prefix models, the reward of an edge is ``prefix(child) - prefix(parent)``;
+    after ``config.value_prefix_horizon`` steps without a reset, the parent prefix is
+    taken as 0 and the model's prefix memory is cleared (``model.reset_value_prefix``),
+    as EfficientZero does in its tree.
+    """
+    value_prefix = bool(getattr(model, "value_prefix", False))
+    horizon = config.value_prefix_horizon
+
+    def recurrent_fn(params: Params, rng: jnp.ndarray, action: jnp.ndarray, embedding: Embedding):
+        del rng
+        out = model.recurrent_inference(params, embedding.state, action)
+        prefix = jnp.asarray(out.reward, jnp.float32)
+        discount = jnp.full_like(prefix, config.discount)
+        if out.discount is not None:
+            discount = discount * jnp.asarray(out.discount, jnp.float32)
+        if value_prefix:
+            reward = prefix - embedding.prev_prefix
+            steps = embedding.steps + 1
+            reset = steps >= horizon
+            state = _select(reset, model.reset_value_prefix(out.state), out.state)
+            new_embedding = Embedding(
+                state=state,
+                prev_prefix=jnp.where(reset, 0.0, prefix),
+                steps=jnp.where(reset, 0, steps),
+            )
+        else:
+            reward = prefix
+            new_embedding = Embedding(out.state, embedding.prev_prefix, embedding.steps)
+        step = mctx.RecurrentFnOutput(
+            reward=reward,
+            discount=discount,
+            prior_logits=jnp.asarray(out.policy_logits, jnp.float32),
+            value=jnp.asarray(out.value, jnp.float32),
+        )
+        return step, new_embedding
+
+    return recurrent_fn
+
+
+# ---------------------------------------------------------------------------------------
+# Q transforms
+
+
+def min_max_qtransform(tree: mctx.Tree, node_index: jnp.ndarray, *, floor: float = 0.01) -> jnp.ndarray:
+    """EfficientZero's tree-wide min-max Q normalisation, for one *unbatched* tree.
+
+    ``Q(s, a) = r(s, a) + discount(s, a) * V(child)`` over every visited edge of the tree
+    gives ``q_min`` and ``q_max``; the children of ``node_index`` are scored
+    ``clip((Q - q_min) / max(q_max - q_min, floor), 0, 1)``. An unvisited child is
+    scored as the mean Q of its visited siblings, or the node's own value when none is
+    visited yet (EfficientZero's ``mean_q`` rule).
+
+    Unlike EfficientZero, whose statistics accumulate every Q seen during backups,
+    the range here is taken over the tree's *current* Q-values, which is a pure function
+    of the tree and needs no extra state.
+
+    Returns: ``[A]`` scores in [0, 1].
+    """
+    visited_all = tree.children_visits > 0  # [N, A]
+    q_all = tree.children_rewards + tree.children_discounts * tree.children_values
+    any_visited = jnp.any(visited_all)
+    q_min = jnp.where(any_visited, jnp.min(jnp.where(visited_all, q_all, jnp.inf)), 0.0)
+    q_max = jnp.where(any_visited, jnp.max(jnp.where(visited_all, q_all, -jnp.inf)), 0.0)
+
+    q = tree.qvalues(node_index)  # [A]
+    visited = tree.children_visits[node_index] > 0
+    n_visited = jnp.sum(visited)
+    mean_q = jnp.where(
+        n_visited > 0,
+        jnp.sum(jnp.where(visited, q, 0.0)) / jnp.maximum(n_visited, 1),
+        tree.node_values[node_index],
+    )
+    q = jnp.where(visited, q, mean_q)
+    scale = jnp.maximum(q_max - q_min, floor)
+    return jnp.clip((q - q_min) / scale, 0.0, 1.0)
+
+
+def make_qtransform(config: PlannerConfig):
+    """The qtransform named by ``config.qtransform`` (see ``PlannerConfig.resolved_qtransform``)."""
+    name = config.resolved_qtransform
+    if name == "min_max":
+        return functools.partial(min_max_qtransform, floor=config.min_max_floor)
+    if name == "parent_siblings":
+        return mctx.qtransform_by_parent_and_siblings
+    if name == "completed_mix":
+        return mctx.qtransform_completed_by_mix_value
+    raise ValueError(f"unknown qtransform {name!r}")
+
+
+# ---------------------------------------------------------------------------------------
+# Input checks (trace time)
+
+
+def _is_concrete(x: Any) -> bool:
+    return not isinstance(x, jax.core.Tracer)
+
+
+def _raise_if_all_masked(invalid: np.ndarray) -> None:
+    rows = np.nonzero(np.all(np.asarray(invalid) > 0, axis=-1))[0]
+    if rows.size:
+        raise ValueError(
+            f"invalid_actions forbids every action in batch row(s) {rows[:8].tolist()}; "
+            "expected at least one valid (0/False) entry per row"
+        )
+
+
+def check_inputs(model: WorldModel, obs: Any, invalid_actions: Any, config: PlannerConfig) -> None:
+    """Raises ``ValueError`` naming what was expected and what was given."""
+    if not isinstance(config, PlannerConfig):
+        raise ValueError(f"config must be a dreamer.PlannerConfig, got {type(config).__name__}")
+    config.validate()
+    for attr in ("num_actions", "observation_shape", "initial_inference", "recurrent_inference"):
+        if not hasattr(model, attr):
+            raise ValueError(f"model does not satisfy the WorldModel contract: missing {attr!r}")
+    if getattr(model, "value_prefix", False) and not hasattr(model, "reset_value_prefix"):
+        raise ValueError("a value-prefix model must implement reset_value_prefix(state)")
+    expected = tuple(model.observation_shape)
+    shape = tuple(getattr(obs, "shape", ()))
+    if len(shape) != len(expected) + 1 or shape[1:] != expected:
+        raise ValueError(f"observation shape: expected [B, {', '.join(map(str, expected))}], got {list(shape)}")
+    want_dtype = getattr(model, "observation_dtype", None)
+    if want_dtype is not None and jnp.dtype(obs.dtype) != jnp.dtype(want_dtype):
+        raise ValueError(f"observation dtype: expected {jnp.dtype(want_dtype).name}, got {jnp.dtype(obs.dtype).name}")
+    if invalid_actions is not None:
+        ishape = tuple(jnp.shape(invalid_actions))
+        if ishape != (shape[0], model.num_actions):
+            raise ValueError(
+                f"invalid_actions shape: expected [B, A] = [{shape[0]}, {model.num_actions}] "
+                f"(model.num_actions = {model.num_actions}), got {list(ishape)}"
+            )
+        if _is_concrete(invalid_actions):
+            _raise_if_all_masked(np.asarray(invalid_actions))
+
+
+# ---------------------------------------------------------------------------------------
+# The planner
+
+
+def search(
+    params: Params,
+    rng: jnp.ndarray,
+    root: mctx.RootFnOutput,
+    *,
+    recurrent_fn,
+    num_actions: int,
+    config: PlannerConfig,
+    invalid_actions: jnp.ndarray | None = None,
+    temperature: float | jnp.ndarray = 1.0,
+) -> mctx.PolicyOutput:
+    """Runs pUCT or Gumbel search from a prepared root. Lower level than :func:`plan`."""
+    if root.prior_logits.shape[-1] != num_actions:
+        raise ValueError(
+            f"policy logits: expected {num_actions} actions, got {root.prior_logits.shape[-1]}"
+        )
+    qtransform = make_qtransform(config)
+    if config.search == "puct":
+        return mctx.muzero_policy(
+            params,
+            rng,
+            root,
+            recurrent_fn,
+            num_simulations=config.num_simulations,
+            invalid_actions=invalid_actions,
+            max_depth=config.max_depth,
+            qtransform=qtransform,
+            dirichlet_fraction=config.dirichlet_fraction,
+            dirichlet_alpha=config.dirichlet_alpha,
+            pb_c_init=config.pb_c_init,
+            pb_c_base=config.pb_c_base,
+            temperature=temperature,
+        )
+    return mctx.gumbel_muzero_policy(
+        params,
+        rng,
+        root,
+        recurrent_fn,
+        num_simulations=config.num_simulations,
+        invalid_actions=invalid_actions,
+        max_depth=config.max_depth,
+        qtransform=qtransform,
+        max_num_considered_actions=min(config.max_num_considered_actions, num_actions),
+        gumbel_scale=config.gumbel_scale,
+    )
+
+
+def plan(
+    params: Params,
+    rng: jnp.ndarray,
+    obs: jnp.ndarray,
+    *,
+    model: WorldModel,
+    config: PlannerConfig,
+    invalid_actions: jnp.ndarray | None = None,
+    temperature: float | jnp.ndarray = 1.0,
+) -> PlanOutput:
+    """Plans from a batch of observations.
+
+    Args:
+      params: the model's parameters (any pytree; passed through to the model).
+      rng: a PRNG key.
+      obs: ``[B, *model.observation_shape]`` observations.
+      model: a :class:`~dreamer.world_model.WorldModel`.
+      config: a :class:`~dreamer.config.PlannerConfig` (search kind, simulations, ...).
+      invalid_actions: optional ``[B, A]`` mask, nonzero/True = forbidden at the root.
+      temperature: pUCT action sampling temperature over visit counts (0 = most
+        visited). Gumbel search ignores it; its action is the sequential-halving winner.
+
+    Returns:
+      :class:`PlanOutput` with the action ``[B]``, the search policy ``[B, A]``, the
+      root search value ``[B]``, the network value at the root ``[B]`` and the tree.
+
+    Raises:
+      ValueError: at trace time, for a wrong observation shape or dtype, an action-count
+        mismatch between model and mask, or (when the mask is concrete) a row of the mask
+        that forbids every action.
+    """
+    check_inputs(model, obs, invalid_actions, config)
+    initial = model.initial_inference(params, obs)
+    root = make_root(initial)
+    if invalid_actions is not None:
+        invalid_actions = jnp.asarray(invalid_actions).astype(jnp.float32)
+    out = search(
+        params,
+        rng,
+        root,
+        recurrent_fn=make_recurrent_fn(model, config),
+        num_actions=model.num_actions,
+        config=config,
+        invalid_actions=invalid_actions,
+        temperature=temperature,
+    )
+    root_value = out.search_tree.node_values[:, mctx.Tree.ROOT_INDEX]
+    return PlanOutput(
+        action=out.action.astype(jnp.int32),
+        action_weights=out.action_weights,
+        root_value=root_value,
+        predicted_value=root.value,
+        tree=out.search_tree,
+    )
