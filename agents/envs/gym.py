@@ -1,0 +1,93 @@
+"""Vector envs over any discrete-action gymnasium env with vector observations.
+
+Same-step autoreset: when an episode ends, ``step`` returns the first observation of
+the next episode, and the reward and end flags of the step that ended. Finished
+episode returns and lengths come back in ``info``.
+"""
+
+from __future__ import annotations
+
+import difflib
+
+import gymnasium as gym
+import numpy as np
+
+
+class EnvError(ValueError):
+    """A user-facing problem with the requested env (unknown id, unsupported spaces)."""
+
+
+def check_env_id(env_id: str) -> None:
+    """Raises :class:`EnvError` for an unknown id, suggesting close registered names."""
+    if env_id in gym.registry:
+        return
+    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=4, cutoff=0.5)
+    hint = f"; did you mean {', '.join(close)}?" if close else ""
+    raise EnvError(f"unknown gymnasium env id {env_id!r}{hint}")
+
+
+def describe_spaces(env_id: str) -> tuple[tuple[int, ...], np.dtype, int]:
+    """``(observation_shape, observation_dtype, num_actions)`` without stepping the env.
+
+    Raises :class:`EnvError` for unknown ids, non-discrete action spaces and
+    observation spaces other than a flat ``Box``.
+    """
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    try:
+        act, obs = env.action_space, env.observation_space
+    finally:
+        env.close()
+    if not isinstance(act, gym.spaces.Discrete):
+        raise EnvError(
+            f"{env_id} has a {type(act).__name__} action space; only Discrete action spaces are supported"
+        )
+    if not isinstance(obs, gym.spaces.Box) or len(obs.shape) != 1:
+        raise EnvError(
+            f"{env_id} has observation space {obs}; the vector (mlp) network needs a flat Box of shape [D]"
+        )
+    return tuple(obs.shape), np.dtype(np.float32), int(act.n)
+
+
+class GymEnvs:
+    """``num_envs`` copies of a gymnasium env stepped in lockstep (same-step autoreset)."""
+
+    frame_stack = 1
+
+    def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int | None = None):
+        self.frame_shape, self.frame_dtype, self.num_actions = describe_spaces(env_id)
+        kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
+        self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+        self.num_envs = num_envs
+        self.seed = seed
+        self._returns = np.zeros(num_envs, np.float64)
+        self._lengths = np.zeros(num_envs, np.int64)
+
+    def reset(self) -> np.ndarray:
+        frames = [env.reset(seed=self.seed + i)[0] for i, env in enumerate(self.envs)]
+        self._returns[:] = 0
+        self._lengths[:] = 0
+        return np.asarray(frames, np.float32)
+
+    def step(self, actions: np.ndarray):
+        frames = np.empty((self.num_envs, *self.frame_shape), np.float32)
+        rewards = np.empty(self.num_envs, np.float32)
+        terminated = np.empty(self.num_envs, bool)
+        truncated = np.empty(self.num_envs, bool)
+        returns, lengths = [], []
+        for i, env in enumerate(self.envs):
+            obs, r, term, trunc, _ = env.step(int(actions[i]))
+            self._returns[i] += r
+            self._lengths[i] += 1
+            if term or trunc:
+                returns.append(float(self._returns[i]))
+                lengths.append(int(self._lengths[i]))
+                self._returns[i] = 0
+                self._lengths[i] = 0
+                obs, _ = env.reset()
+            frames[i], rewards[i], terminated[i], truncated[i] = obs, r, term, trunc
+        return frames, rewards, terminated, truncated, {"episode_returns": returns, "episode_lengths": lengths}
+
+    def close(self) -> None:
+        for env in self.envs:
+            env.close()

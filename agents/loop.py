@@ -1,0 +1,254 @@
+"""The one Python loop over env steps: act, store, train at the replay ratio, evaluate, log, save.
+
+All compute lives in three jitted programs (act, replay add, train); the loop only moves
+actions and observations between them and the envs, and does the I/O.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import subprocess
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from dreamer import replay as replay_lib
+from dreamer.config import Config, to_dict
+from dreamer.learner import TrainState, init_train_state, make_act_fn, make_train_fn
+from dreamer.logger import Logger
+from dreamer.networks import LearnedModel
+
+
+def git_commit() -> str:
+    """The commit of the code being run ("unknown" outside a git checkout)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
+        )
+        commit = out.stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
+        ).stdout.strip()
+        return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def temperature_at(cfg: Config, env_steps: int) -> float:
+    """Action temperature from ``loop.temperature_schedule`` ((progress limit, temperature), ...)."""
+    progress = env_steps / cfg.loop.env_steps
+    for limit, temp in cfg.loop.temperature_schedule:
+        if progress < limit:
+            return temp
+    return cfg.loop.temperature_schedule[-1][1]
+
+
+def is_atari(env_id: str) -> bool:
+    try:
+        from agents.envs import atari
+    except ImportError:
+        return False
+    return atari.is_atari_id(env_id)
+
+
+def make_envs(cfg: Config, *, evaluation: bool, seed: int):
+    """Training or evaluation vector envs for ``cfg.env.id`` (Atari or any gymnasium id)."""
+    if is_atari(cfg.env.id):
+        from agents.envs import atari
+
+        return atari.make_envs(cfg.env, evaluation=evaluation, seed=seed)
+    from agents.envs.gym import GymEnvs
+
+    n = cfg.env.num_eval_envs if evaluation else cfg.env.num_envs
+    cap = cfg.env.eval_max_episode_steps if evaluation else cfg.env.max_episode_steps
+    return GymEnvs(cfg.env.id, n, seed, max_episode_steps=cap)
+
+
+def observation_spec(envs) -> tuple[tuple[int, ...], Any]:
+    """The network's observation shape (frames stacked on the channel axis) and dtype."""
+    shape = tuple(envs.frame_shape)
+    if envs.frame_stack > 1:
+        shape = shape[:-1] + (shape[-1] * envs.frame_stack,)
+    return shape, envs.frame_dtype
+
+
+def current_obs(envs, frames: np.ndarray) -> np.ndarray:
+    return envs.stacked_obs() if envs.frame_stack > 1 else frames
+
+
+def evaluate(act: Callable, params, envs, episodes: int, rng: jnp.ndarray, seed: int) -> list[float]:
+    """Plays ``episodes`` whole episodes greedily (argmax of the search policy) and returns their returns."""
+    returns: list[float] = []
+    frames = envs.reset(seed) if _reset_takes_seed(envs) else envs.reset()
+    while len(returns) < episodes:
+        rng, key = jax.random.split(rng)
+        out = act(params, key, jnp.asarray(current_obs(envs, frames)), 0.0)
+        action = np.asarray(jnp.argmax(out.policy, axis=-1))
+        frames, _, _, _, info = envs.step(action)
+        returns.extend(info["episode_returns"])
+    return returns[:episodes]
+
+
+def _reset_takes_seed(envs) -> bool:
+    import inspect
+
+    return "seed" in inspect.signature(envs.reset).parameters
+
+
+@dataclasses.dataclass
+class Counters:
+    env_steps: int = 0
+    updates: int = 0
+    evaluations: int = 0
+    episodes: int = 0
+    last_eval_return: float = float("nan")
+    best_eval_return: float = float("-inf")
+    first_reached_at: int | None = None  # env steps when the eval mean first reached loop.stop_at_return
+    first_reached_time: float | None = None
+    wall_time: float = 0.0
+
+
+class Trainer:
+    """Owns the envs, the jitted programs and the run directory for one training run."""
+
+    def __init__(self, cfg: Config, run_dir: str, *, progress: bool = True, tensorboard: bool = True):
+        self.cfg = cfg
+        self.run_dir = run_dir
+        self.progress = progress
+        os.makedirs(run_dir, exist_ok=True)
+        self.envs = make_envs(cfg, evaluation=False, seed=cfg.seed)
+        self.eval_envs = make_envs(cfg, evaluation=True, seed=cfg.seed + 10_000)
+        obs_shape, obs_dtype = observation_spec(self.envs)
+        self.model = LearnedModel(cfg.network, obs_shape, self.envs.num_actions, obs_dtype)
+        self._act = jax.jit(make_act_fn(self.model, cfg))
+        self._eval_act = jax.jit(make_act_fn(self.model, cfg, evaluation=True))
+        self._add = jax.jit(replay_lib.add, donate_argnums=0)
+        self._train = jax.jit(make_train_fn(self.model, cfg), donate_argnums=(0, 1))
+        rng = jax.random.PRNGKey(cfg.seed)
+        state_rng, self.rng = jax.random.split(rng)
+        self.state: TrainState = init_train_state(self.model, cfg, state_rng)
+        self.replay = replay_lib.init(
+            cfg.env.num_envs, cfg.replay.capacity, self.envs.frame_shape, self.envs.frame_dtype, self.envs.num_actions
+        )
+        self.counters = Counters()
+        self.logger = Logger(run_dir, tensorboard=tensorboard)
+        self._write_run_info()
+
+    def _write_run_info(self) -> None:
+        with open(os.path.join(self.run_dir, "config.json"), "w") as f:
+            json.dump(to_dict(self.cfg), f, indent=2)
+        with open(os.path.join(self.run_dir, "run.json"), "w") as f:
+            json.dump({"commit": git_commit(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}, f, indent=2)
+
+    # -------------------------------------------------------------------------------------
+    def updates_due(self) -> int:
+        """Updates owed at the replay ratio, counted from when training could start."""
+        start = self.cfg.replay.min_size
+        steps = self.counters.env_steps
+        if steps < start:
+            return 0
+        return int(self.cfg.loop.replay_ratio * (steps - start)) - self.counters.updates
+
+    def run_evaluation(self) -> float:
+        cfg = self.cfg
+        self.rng, key = jax.random.split(self.rng)
+        returns = evaluate(self._eval_act, self.state.params, self.eval_envs, cfg.env.eval_episodes, key, cfg.seed + 10_000 + self.counters.evaluations)
+        c = self.counters
+        c.evaluations += 1
+        mean = float(np.mean(returns))
+        c.last_eval_return = mean
+        c.best_eval_return = max(c.best_eval_return, mean)
+        target = cfg.loop.stop_at_return
+        if target is not None and mean >= target and c.first_reached_at is None:
+            c.first_reached_at = c.env_steps
+            c.first_reached_time = self.logger.elapsed
+        self.logger.write(c.env_steps, c.updates, {"eval/return_mean": mean, "eval/return_std": float(np.std(returns)), "eval/episodes": len(returns)})
+        return mean
+
+    def run(self) -> Counters:
+        cfg, c = self.cfg, self.counters
+        n = cfg.env.num_envs
+        per_call = cfg.learner.updates_per_call
+        frames = self.envs.reset()
+        first = np.ones(n, bool)
+        next_eval = cfg.loop.eval_every
+        last_log = time.time()
+        train_metrics: dict = {}
+        recent_returns: list[float] = []
+        bar = _progress_bar(cfg.loop.env_steps, self.progress)
+        while c.env_steps < cfg.loop.env_steps:
+            self.rng, key = jax.random.split(self.rng)
+            obs = current_obs(self.envs, frames)
+            out = self._act(self.state.params, key, jnp.asarray(obs), temperature_at(cfg, c.env_steps))
+            action = np.asarray(out.action)
+            # Dispatch training before stepping the envs, so both run at once.
+            due = self.updates_due()
+            while due >= per_call:
+                self.state, self.replay, train_metrics = self._train(self.state, self.replay)
+                c.updates += per_call
+                due -= per_call
+            next_frames, reward, terminated, truncated, info = self.envs.step(action)
+            self.replay = self._add(
+                self.replay, frames, action, reward, terminated, truncated, first, out.policy, out.root_value
+            )
+            first = terminated | truncated
+            frames = next_frames
+            c.env_steps += n
+            c.episodes += len(info["episode_returns"])
+            recent_returns.extend(info["episode_returns"])
+            bar.update(n)
+            if c.env_steps >= next_eval or c.env_steps >= cfg.loop.env_steps:
+                next_eval += cfg.loop.eval_every
+                self.run_evaluation()
+                if cfg.loop.stop_at_return is not None and c.first_reached_at is not None:
+                    break
+            if time.time() - last_log >= cfg.loop.log_every_s:
+                last_log = time.time()
+                record = self._log(train_metrics, recent_returns)
+                recent_returns = []
+                bar.set_postfix(
+                    updates=c.updates,
+                    ups=f"{record.get('speed/updates_per_s', 0):.1f}",
+                    eval=f"{c.last_eval_return:.1f}",
+                )
+        for _ in range(cfg.loop.extra_updates // per_call):
+            self.state, self.replay, train_metrics = self._train(self.state, self.replay)
+            c.updates += per_call
+        if cfg.loop.extra_updates:
+            self.run_evaluation()
+        self._log(train_metrics, recent_returns)
+        bar.close()
+        c.wall_time = self.logger.elapsed
+        self._write_summary()
+        self.logger.close()
+        return c
+
+    def _log(self, train_metrics: dict, recent_returns: list[float]) -> dict:
+        c = self.counters
+        metrics = {k: float(v) for k, v in train_metrics.items()}
+        elapsed = max(self.logger.elapsed, 1e-9)
+        metrics["speed/env_steps_per_s"] = c.env_steps / elapsed
+        metrics["speed/updates_per_s"] = c.updates / elapsed
+        if recent_returns:
+            metrics["train/episode_return"] = float(np.mean(recent_returns))
+        return self.logger.write(c.env_steps, c.updates, metrics)
+
+    def _write_summary(self) -> None:
+        c = self.counters
+        summary = dataclasses.asdict(c)
+        summary["best_eval_return"] = None if math.isinf(c.best_eval_return) else c.best_eval_return
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+
+
+def _progress_bar(total: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True, desc="env steps")

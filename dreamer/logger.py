@@ -1,0 +1,57 @@
+"""Metric sinks: JSON lines and TensorBoard event files in a run directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Mapping
+
+
+class Logger:
+    """Writes flat ``{name: scalar}`` dicts to ``metrics.jsonl`` and TensorBoard.
+
+    Every record carries ``env_steps``, ``updates`` and wall-clock ``time`` (seconds since
+    the run started, continuing across resumes when ``time_offset`` is given).
+    """
+
+    def __init__(self, run_dir: str, *, tensorboard: bool = True, time_offset: float = 0.0):
+        os.makedirs(run_dir, exist_ok=True)
+        self.path = os.path.join(run_dir, "metrics.jsonl")
+        self._file = open(self.path, "a", buffering=1)
+        self._start = time.time() - time_offset
+        self._tb = None
+        if tensorboard:
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(os.path.join(run_dir, "tb"))
+
+    @property
+    def elapsed(self) -> float:
+        return time.time() - self._start
+
+    def write(self, env_steps: int, updates: int, metrics: Mapping[str, float]) -> dict:
+        record = {"env_steps": int(env_steps), "updates": int(updates), "time": round(self.elapsed, 3)}
+        record.update({k: float(v) for k, v in metrics.items()})
+        self._file.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for k, v in metrics.items():
+                self._tb.add_scalar(k, float(v), int(env_steps))
+        return record
+
+    def close(self) -> None:
+        self._file.close()
+        if self._tb is not None:
+            self._tb.close()
+
+
+def read_metrics(path: str) -> list[dict]:
+    """All records of a ``metrics.jsonl`` file (a torn last line is skipped)."""
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return records

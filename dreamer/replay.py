@@ -1,0 +1,192 @@
+"""Device-resident prioritised replay of per-env streams, as pure functions over a pytree.
+
+Every training env writes one step per vector step into its own ring of length
+``L = capacity // num_envs``; all envs write in lockstep, so one column ``t % L`` is
+written per call. Frames are stored once and stacked at sample time. A step stores
+
+* ``frame[t]``: the observation the agent acted on (a single frame for images),
+* ``action[t]``, ``reward[t]`` and the end flags of the transition it caused:
+  ``terminal[t]`` (the episode ended in a terminal state) and ``truncated[t]`` (it was
+  cut by a time limit; the future is unknown but not zero),
+* ``first[t]``: ``frame[t]`` is the first of its episode (frame stacking stops there),
+* the search policy and root value used when acting, and a priority.
+
+Positions are addressed by ``(env, absolute step)``; the ring keeps absolute steps in
+``[max(0, t - L), t - 1]``. New data enters at the running maximum priority.
+
+Shapes: ``N`` envs, ``L`` ring length, ``A`` actions, ``B`` batch, ``W`` window.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class ReplayState(NamedTuple):
+    frame: jnp.ndarray  # [N, L, *frame_shape]
+    action: jnp.ndarray  # [N, L] int32
+    reward: jnp.ndarray  # [N, L] float32
+    terminal: jnp.ndarray  # [N, L] bool
+    truncated: jnp.ndarray  # [N, L] bool
+    first: jnp.ndarray  # [N, L] bool
+    policy: jnp.ndarray  # [N, L, A] float32
+    value: jnp.ndarray  # [N, L] float32
+    priority: jnp.ndarray  # [N, L] float32 (0 where nothing is stored)
+    t: jnp.ndarray  # [] int32, steps written per env (absolute)
+    max_priority: jnp.ndarray  # [] float32
+
+
+class Window(NamedTuple):
+    """A sampled batch: ``B`` start positions and the ``W`` steps that follow each."""
+
+    env: jnp.ndarray  # [B] int32
+    start: jnp.ndarray  # [B] int32 absolute step of position 0
+    weight: jnp.ndarray  # [B] float32 importance weights (max-normalised)
+    action: jnp.ndarray  # [B, W]
+    reward: jnp.ndarray  # [B, W]
+    terminal: jnp.ndarray  # [B, W]
+    truncated: jnp.ndarray  # [B, W]
+    valid: jnp.ndarray  # [B, W] the step has been written (not past the write head)
+    policy: jnp.ndarray  # [B, W, A]
+    age: jnp.ndarray  # [B] int32 transitions written since position 0 (all envs)
+
+
+def init(num_envs: int, capacity: int, frame_shape: tuple[int, ...], frame_dtype, num_actions: int) -> ReplayState:
+    """An empty buffer holding ``capacity`` transitions over ``num_envs`` streams."""
+    length = capacity // num_envs
+    if length < 2:
+        raise ValueError(f"replay capacity {capacity} is too small for {num_envs} envs")
+    n = num_envs
+    return ReplayState(
+        frame=jnp.zeros((n, length, *frame_shape), frame_dtype),
+        action=jnp.zeros((n, length), jnp.int32),
+        reward=jnp.zeros((n, length), jnp.float32),
+        terminal=jnp.zeros((n, length), bool),
+        truncated=jnp.zeros((n, length), bool),
+        first=jnp.zeros((n, length), bool),
+        policy=jnp.zeros((n, length, num_actions), jnp.float32),
+        value=jnp.zeros((n, length), jnp.float32),
+        priority=jnp.zeros((n, length), jnp.float32),
+        t=jnp.zeros((), jnp.int32),
+        max_priority=jnp.ones((), jnp.float32),
+    )
+
+
+def ring_length(state: ReplayState) -> int:
+    return state.action.shape[1]
+
+
+def size(state: ReplayState) -> jnp.ndarray:
+    """Transitions stored, over all envs."""
+    return jnp.minimum(state.t, ring_length(state)) * state.action.shape[0]
+
+
+def add(state: ReplayState, frame, action, reward, terminal, truncated, first, policy, value) -> ReplayState:
+    """Writes one vector step (leading axis ``N`` on every argument) at the max priority."""
+    col = state.t % ring_length(state)
+
+    def put(buf, x):
+        x = jnp.asarray(x, buf.dtype)
+        return jax.lax.dynamic_update_index_in_dim(buf, x, col, axis=1)
+
+    n = state.action.shape[0]
+    return state._replace(
+        frame=put(state.frame, frame),
+        action=put(state.action, action),
+        reward=put(state.reward, reward),
+        terminal=put(state.terminal, terminal),
+        truncated=put(state.truncated, truncated),
+        first=put(state.first, first),
+        policy=put(state.policy, policy),
+        value=put(state.value, value),
+        priority=put(state.priority, jnp.full((n,), state.max_priority)),
+        t=state.t + 1,
+    )
+
+
+def _gather(buf: jnp.ndarray, env: jnp.ndarray, absolute: jnp.ndarray) -> jnp.ndarray:
+    """``buf[env, absolute % L]`` with ``env`` broadcast against ``absolute``."""
+    length = buf.shape[1]
+    return buf[env.reshape(env.shape + (1,) * (absolute.ndim - env.ndim)), absolute % length]
+
+
+def sample(
+    state: ReplayState,
+    rng: jnp.ndarray,
+    batch_size: int,
+    window: int,
+    *,
+    alpha: float,
+    beta: float | jnp.ndarray,
+) -> Window:
+    """Samples ``batch_size`` start positions by priority and the ``window`` steps after each.
+
+    ``P(i) = p_i^alpha / sum_j p_j^alpha``; importance weights ``(n P(i))^-beta``
+    normalised by their maximum in the batch.
+    """
+    n, length = state.action.shape
+    probs = jnp.where(state.priority > 0, state.priority, 0.0) ** alpha
+    flat = probs.reshape(-1)
+    cdf = jnp.cumsum(flat)
+    total = cdf[-1]
+    u = (jax.random.uniform(rng, (batch_size,)) + jnp.arange(batch_size)) / batch_size * total  # stratified
+    idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n * length - 1)
+    env, col = idx // length, idx % length
+    # The absolute step stored in column ``col``: the latest one written there.
+    t = state.t
+    start = col + ((t - 1 - col) // length) * length
+    p = flat[idx] / total
+    count = size(state).astype(jnp.float32)
+    weight = (count * p) ** (-beta)
+    weight = weight / jnp.max(weight)
+
+    absolute = start[:, None] + jnp.arange(window)[None, :]
+    valid = absolute <= t - 1
+    g = lambda buf: _gather(buf, env, absolute)  # noqa: E731
+    return Window(
+        env=env.astype(jnp.int32),
+        start=start.astype(jnp.int32),
+        weight=weight.astype(jnp.float32),
+        action=g(state.action),
+        reward=jnp.where(valid, g(state.reward), 0.0),
+        terminal=valid & g(state.terminal),
+        truncated=valid & g(state.truncated),
+        valid=valid,
+        policy=g(state.policy),
+        age=((t - 1 - start) * n).astype(jnp.int32),
+    )
+
+
+def stacked_frames(state: ReplayState, env: jnp.ndarray, absolute: jnp.ndarray, stack: int) -> jnp.ndarray:
+    """Frame stacks ending at ``absolute`` (any shape ``[...]``) -> ``[..., *frame[:-1], C * stack]``.
+
+    Frames before the episode's first frame (or before the oldest stored step) repeat
+    that first frame. With ``stack == 1`` this is a plain gather.
+    """
+    newest = _gather(state.frame, env, absolute)
+    if stack == 1:
+        return newest
+    length = ring_length(state)
+    oldest = jnp.maximum(state.t - length, 0)
+    frames = [newest]
+    src = absolute
+    stop = _gather(state.first, env, absolute) | (absolute <= oldest)
+    for _ in range(stack - 1):
+        src = jnp.where(stop, src, src - 1)
+        frames.append(_gather(state.frame, env, src))
+        stop = stop | _gather(state.first, env, src) | (src <= oldest)
+    frames = frames[::-1]  # oldest first
+    return jnp.concatenate(frames, axis=-1)
+
+
+def update_priorities(state: ReplayState, env: jnp.ndarray, start: jnp.ndarray, priority: jnp.ndarray, eps: float = 1e-6) -> ReplayState:
+    """Sets new priorities at sampled positions (``[B]`` each)."""
+    col = start % ring_length(state)
+    new = jnp.maximum(priority.astype(jnp.float32), eps)
+    return state._replace(
+        priority=state.priority.at[env, col].set(new),
+        max_priority=jnp.maximum(state.max_priority, jnp.max(new)),
+    )
