@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dreamer import checkpoint as ckpt_lib
 from dreamer import replay as replay_lib
 from dreamer.config import Config, to_dict
 from dreamer.learner import TrainState, init_train_state, make_act_fn, make_train_fn
@@ -51,11 +52,18 @@ def temperature_at(cfg: Config, env_steps: int) -> float:
 
 
 def is_atari(env_id: str) -> bool:
-    try:
-        from agents.envs import atari
-    except ImportError:
+    """True for Atari game ids ("Breakout", "ms_pacman", "ALE/Pong-v5"); False for other gymnasium ids."""
+    import gymnasium as gym
+
+    if env_id in gym.registry and not env_id.startswith("ALE/"):
         return False
-    return atari.is_atari_id(env_id)
+    from agents.envs import atari
+
+    try:
+        atari.ale_game_id(env_id)
+    except ValueError:
+        return False
+    return True
 
 
 def make_envs(cfg: Config, *, evaluation: bool, seed: int):
@@ -84,15 +92,23 @@ def current_obs(envs, frames: np.ndarray) -> np.ndarray:
 
 
 def evaluate(act: Callable, params, envs, episodes: int, rng: jnp.ndarray, seed: int) -> list[float]:
-    """Plays ``episodes`` whole episodes greedily (argmax of the search policy) and returns their returns."""
-    returns: list[float] = []
+    """Plays ``episodes`` whole episodes greedily (argmax of the search policy).
+
+    Each env contributes its episodes in order, the same number from every env, so
+    short episodes are not favoured by taking whichever finish first.
+    """
+    per_env = -(-episodes // envs.num_envs)
+    done: list[list[float]] = [[] for _ in range(envs.num_envs)]
     frames = envs.reset(seed) if _reset_takes_seed(envs) else envs.reset()
-    while len(returns) < episodes:
+    while min(len(d) for d in done) < per_env:
         rng, key = jax.random.split(rng)
         out = act(params, key, jnp.asarray(current_obs(envs, frames)), 0.0)
         action = np.asarray(jnp.argmax(out.policy, axis=-1))
         frames, _, _, _, info = envs.step(action)
-        returns.extend(info["episode_returns"])
+        for i in np.flatnonzero(info["game_end"]):
+            if len(done[i]) < per_env:
+                done[i].append(float(info["game_return"][i]))
+    returns = [r for k in range(per_env) for d in done for r in d[k : k + 1]]
     return returns[:episodes]
 
 
@@ -100,6 +116,14 @@ def _reset_takes_seed(envs) -> bool:
     import inspect
 
     return "seed" in inspect.signature(envs.reset).parameters
+
+
+# Config fields a resumed run may change (budget, clocks); anything else must match.
+RESUMABLE_FIELDS = ("loop.env_steps", "loop.eval_every", "loop.log_every_s", "loop.checkpoint_every_s", "loop.keep_checkpoints", "loop.stop_at_return")
+
+
+class NonFiniteLossError(RuntimeError):
+    """Training produced a non-finite loss or parameter; the last good checkpoint is kept."""
 
 
 @dataclasses.dataclass
@@ -138,8 +162,31 @@ class Trainer:
             cfg.env.num_envs, cfg.replay.capacity, self.envs.frame_shape, self.envs.frame_dtype, self.envs.num_actions
         )
         self.counters = Counters()
-        self.logger = Logger(run_dir, tensorboard=tensorboard)
+        self.checkpointer = ckpt_lib.Checkpointer(run_dir, keep=cfg.loop.keep_checkpoints)
+        self.resumed = False
+        if self.checkpointer.latest() is not None:
+            self._restore()
+        self.logger = Logger(run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
         self._write_run_info()
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _snapshot(self) -> dict:
+        return {"train": self.state, "replay": self.replay, "rng": self.rng}
+
+    def save(self) -> None:
+        c = self.counters
+        c.wall_time = self.logger.elapsed
+        meta = {"config": to_dict(self.cfg), "counters": dataclasses.asdict(c), "commit": git_commit()}
+        self.checkpointer.save(c.env_steps, self._snapshot(), meta)
+
+    def _restore(self) -> None:
+        """Continues from the run directory's latest complete checkpoint (same config, longer budget allowed)."""
+        snap, meta = self.checkpointer.restore(
+            self._snapshot(), expected_config=to_dict(self.cfg), allowed_differences=RESUMABLE_FIELDS
+        )
+        self.state, self.replay, self.rng = snap["train"], snap["replay"], snap["rng"]
+        self.counters = Counters(**meta["counters"])
+        self.resumed = True
 
     def _write_run_info(self) -> None:
         with open(os.path.join(self.run_dir, "config.json"), "w") as f:
@@ -174,27 +221,54 @@ class Trainer:
 
     def run(self) -> Counters:
         cfg, c = self.cfg, self.counters
+        frames = self.envs.reset()
+        first = np.ones(cfg.env.num_envs, bool)
+        next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
+        last_log = time.time()
+        bar = _progress_bar(cfg.loop.env_steps, self.progress)
+        bar.update(c.env_steps)
+        last_save = time.time()
+        with ckpt_lib.install_signal_handlers() as stop:
+            self._loop(bar, stop, frames, first, next_eval, last_log, last_save)
+        bar.close()
+        c.wall_time = self.logger.elapsed
+        self._write_summary()
+        self.logger.close()
+        return c
+
+    def _check_finite(self, metrics: dict) -> None:
+        """Stops the run on a non-finite loss, naming the update and the loss terms."""
+        bad = [k for k, v in metrics.items() if k.startswith("loss/") and not np.isfinite(float(v))]
+        if bad:
+            stats = {k: float(v) for k, v in metrics.items()}
+            with open(os.path.join(self.run_dir, "nonfinite_batch.json"), "w") as f:
+                json.dump({"updates": self.counters.updates, "env_steps": self.counters.env_steps, "metrics": stats}, f, indent=2)
+            raise NonFiniteLossError(
+                f"non-finite {', '.join(bad)} at update {self.counters.updates}; "
+                f"last good checkpoint kept in {self.checkpointer.directory}; batch statistics in nonfinite_batch.json"
+            )
+
+    def _loop(self, bar, stop, frames, first, next_eval, last_log, last_save) -> None:
+        cfg, c = self.cfg, self.counters
         n = cfg.env.num_envs
         per_call = cfg.learner.updates_per_call
-        frames = self.envs.reset()
-        first = np.ones(n, bool)
-        next_eval = cfg.loop.eval_every
-        last_log = time.time()
         train_metrics: dict = {}
         recent_returns: list[float] = []
-        bar = _progress_bar(cfg.loop.env_steps, self.progress)
-        while c.env_steps < cfg.loop.env_steps:
+        while c.env_steps < cfg.loop.env_steps and not stop:
             self.rng, key = jax.random.split(self.rng)
             obs = current_obs(self.envs, frames)
             out = self._act(self.state.params, key, jnp.asarray(obs), temperature_at(cfg, c.env_steps))
             action = np.asarray(out.action)
             # Dispatch training before stepping the envs, so both run at once.
-            due = self.updates_due()
+            due, trained = self.updates_due(), False
             while due >= per_call:
                 self.state, self.replay, train_metrics = self._train(self.state, self.replay)
                 c.updates += per_call
                 due -= per_call
+                trained = True
             next_frames, reward, terminated, truncated, info = self.envs.step(action)
+            if trained:
+                self._check_finite(train_metrics)
             self.replay = self._add(
                 self.replay, frames, action, reward, terminated, truncated, first, out.policy, out.root_value
             )
@@ -218,17 +292,23 @@ class Trainer:
                     ups=f"{record.get('speed/updates_per_s', 0):.1f}",
                     eval=f"{c.last_eval_return:.1f}",
                 )
-        for _ in range(cfg.loop.extra_updates // per_call):
-            self.state, self.replay, train_metrics = self._train(self.state, self.replay)
-            c.updates += per_call
-        if cfg.loop.extra_updates:
+            if time.time() - last_save >= cfg.loop.checkpoint_every_s:
+                last_save = time.time()
+                self.save()
+        if stop:
+            print(f"signal {stop.signum}: checkpointing at {c.env_steps} env steps and stopping", flush=True)
+        elif c.env_steps >= cfg.loop.env_steps and cfg.loop.extra_updates:
+            while c.updates < self._total_updates() and not stop:
+                self.state, self.replay, train_metrics = self._train(self.state, self.replay)
+                c.updates += per_call
             self.run_evaluation()
         self._log(train_metrics, recent_returns)
-        bar.close()
-        c.wall_time = self.logger.elapsed
-        self._write_summary()
-        self.logger.close()
-        return c
+        self.save()
+
+    def _total_updates(self) -> int:
+        cfg = self.cfg
+        collected = int(cfg.loop.replay_ratio * max(cfg.loop.env_steps - cfg.replay.min_size, 0))
+        return collected + cfg.loop.extra_updates
 
     def _log(self, train_metrics: dict, recent_returns: list[float]) -> dict:
         c = self.counters

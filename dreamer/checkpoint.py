@@ -18,8 +18,9 @@ by the next save. Older checkpoints are pruned (keep the newest ``keep``) only a
 new one is committed, and are renamed away before being deleted so a kill during deletion
 cannot leave a half-deleted directory that looks complete. A run directory holds one
 timeline: saving step ``s`` removes checkpoints of steps greater than ``s`` (left over from
-a timeline abandoned by restoring an older checkpoint). One writer per run directory;
-local (POSIX) file systems.
+a timeline abandoned by restoring an older checkpoint), and replaces a checkpoint of step
+``s`` itself, renaming the old copy away just before the new one is renamed in. One writer
+per run directory; local (POSIX) file systems.
 
 Restore (:meth:`Checkpointer.restore`, :func:`restore`) reads the newest complete
 checkpoint into the structure, shapes and dtypes of ``target_like`` (concrete arrays or
@@ -110,7 +111,9 @@ def _leaf_spec(x: Any, path: str) -> dict:
     dtype = getattr(x, "dtype", None)
     shape = getattr(x, "shape", None)
     if dtype is None or shape is None:
-        raise StructureMismatchError(f"leaf {path} of type {type(x).__name__} is not an array, scalar or ShapeDtypeStruct")
+        raise StructureMismatchError(
+            f"leaf {path} of type {type(x).__name__} is not an array, scalar or ShapeDtypeStruct"
+        )
     if _is_key_dtype(dtype):
         return {"shape": list(shape), "dtype": str(dtype)}
     return {"shape": list(shape), "dtype": str(np.dtype(dtype))}
@@ -192,7 +195,7 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _fsync_tree(path: Path) -> None:
-    for root, dirs, files in os.walk(path):
+    for root, _, files in os.walk(path):
         for name in files:
             fd = os.open(os.path.join(root, name), os.O_RDONLY)
             try:
@@ -350,12 +353,13 @@ class Checkpointer:
 
     # ------------------------------------------------------------------ save
 
-    def save(self, step: int, state: Any, meta: Mapping[str, Any] | None = None, *, force: bool = False) -> Path:
+    def save(self, step: int, state: Any, meta: Mapping[str, Any] | None = None) -> Path:
         """Write checkpoint ``step`` of ``state`` (array pytree) and ``meta`` (JSON-able dict).
 
-        Returns the checkpoint directory. An existing checkpoint of the same step raises
-        :class:`CheckpointError` unless ``force``. After the commit, checkpoints of later
-        steps and all but the newest ``keep`` are removed.
+        Returns the checkpoint directory. ``meta`` is stored as JSON (tuples come back as
+        lists, NumPy scalars as Python numbers). An existing checkpoint of the same step is
+        replaced (with a warning) once the new one is fully written. After the commit,
+        checkpoints of later steps and all but the newest ``keep`` are removed.
         """
         if not isinstance(step, (int, np.integer)) or isinstance(step, bool) or step < 0:
             raise CheckpointError(f"checkpoint step must be a non-negative integer, got {step!r}")
@@ -366,13 +370,11 @@ class Checkpointer:
         except (TypeError, ValueError) as e:
             raise CheckpointError(f"checkpoint meta is not JSON-serializable: {e}") from None
         final = self.path(step)
-        if final.exists() and not force:
-            raise CheckpointError(f"checkpoint {final} already exists (pass force=True to overwrite)")
 
         paths, leaves, treedef = _flatten(state)
         arrays: dict[str, np.ndarray] = {_STEP_KEY: np.asarray(step, np.int64)}
         records = []
-        for i, (path, leaf) in enumerate(zip(paths, leaves)):
+        for i, (path, leaf) in enumerate(zip(paths, leaves, strict=True)):
             data, spec = _storage(leaf, path)
             spec.update(path=path, storage_shape=list(data.shape), storage_dtype=str(data.dtype), crc32=_crc32(data))
             if data.size:  # orbax refuses zero-size arrays; their shape and dtype say it all
@@ -386,7 +388,6 @@ class Checkpointer:
         _hook("tmp_created")
         try:
             start = time.perf_counter()
-            ocp, ckptr = None, None
             with _quiet_orbax():
                 ocp, ckptr = _orbax_checkpointer()
                 ckptr.save(tmp / STATE_DIR, args=ocp.args.StandardSave(arrays))
@@ -407,7 +408,8 @@ class Checkpointer:
             _hook("meta_written")
             if self.fsync:
                 _fsync_dir(tmp)
-            if final.exists():  # force: the old copy goes just before the new one lands
+            if final.exists():  # the old copy goes just before the new one lands
+                log.warning("replacing existing checkpoint %s", final)
                 _remove(final)
             os.rename(tmp, final)  # the commit
             if self.fsync:
@@ -416,7 +418,9 @@ class Checkpointer:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
         _hook("committed")
-        log.debug("saved checkpoint %s (%.1f MB) in %.2fs", final, record["num_bytes"] / 1e6, time.perf_counter() - start)
+        log.debug(
+            "saved checkpoint %s (%.1f MB) in %.2fs", final, record["num_bytes"] / 1e6, time.perf_counter() - start
+        )
         self._prune(step)
         _hook("pruned")
         return final
@@ -489,8 +493,17 @@ class Checkpointer:
             with open(meta_path) as f:
                 record = json.load(f)
         except (OSError, ValueError) as e:
-            raise CorruptCheckpointError(f"corrupt checkpoint: cannot read {meta_path}: {type(e).__name__}: {e}") from None
-        if not isinstance(record, dict) or record.get("format") != FORMAT or not isinstance(record.get("leaves"), list):
+            raise CorruptCheckpointError(
+                f"corrupt checkpoint: cannot read {meta_path}: {type(e).__name__}: {e}"
+            ) from None
+        fields = ("path", "shape", "dtype", "storage_shape", "storage_dtype", "crc32")
+        if (
+            not isinstance(record, dict)
+            or record.get("format") != FORMAT
+            or not isinstance(record.get("step"), int)
+            or not isinstance(record.get("leaves"), list)
+            or not all(isinstance(leaf, dict) and all(f in leaf for f in fields) for leaf in record["leaves"])
+        ):
             raise CorruptCheckpointError(f"corrupt checkpoint: {meta_path} is not a {FORMAT} record")
         return record
 
@@ -510,19 +523,23 @@ class Checkpointer:
                 abstract = {_STEP_KEY: jax.ShapeDtypeStruct((), np.int64)}
                 for i, rec in enumerate(saved):
                     if int(np.prod(rec["storage_shape"])):
-                        abstract[_leaf_name(i)] = jax.ShapeDtypeStruct(tuple(rec["storage_shape"]), np.dtype(rec["storage_dtype"]))
+                        abstract[_leaf_name(i)] = jax.ShapeDtypeStruct(
+                            tuple(rec["storage_shape"]), np.dtype(rec["storage_dtype"])
+                        )
                 restored = ckptr.restore(state_dir, args=ocp.args.StandardRestore(abstract))
                 ckptr.close()
-        except (MemoryError, KeyboardInterrupt):
+        except MemoryError:
             raise
         except Exception as e:  # tensorstore / orbax errors on truncated or garbage files
-            message = " ".join(str(e).split())[:300]
+            message = " ".join(str(e).split()).split(" [tensorstore_spec=")[0][:300]
             raise CorruptCheckpointError(f"corrupt checkpoint {state_dir}: {type(e).__name__}: {message}") from None
         if int(np.asarray(restored[_STEP_KEY])) != record["step"]:
-            raise CorruptCheckpointError(f"corrupt checkpoint {path}: state step {restored[_STEP_KEY]} != meta step {record['step']}")
+            raise CorruptCheckpointError(
+                f"corrupt checkpoint {path}: state step {restored[_STEP_KEY]} != meta step {record['step']}"
+            )
 
         leaves = []
-        for i, (rec, target) in enumerate(zip(saved, targets)):
+        for i, (rec, target) in enumerate(zip(saved, targets, strict=True)):
             shape, dtype = tuple(rec["storage_shape"]), np.dtype(rec["storage_dtype"])
             data = np.asarray(restored[_leaf_name(i)]) if int(np.prod(shape)) else np.zeros(shape, dtype)
             if data.shape != shape or data.dtype != dtype or _crc32(data) != rec["crc32"]:
@@ -532,7 +549,9 @@ class Checkpointer:
 
     def _check_config(self, path: Path, meta: dict, expected: Any, allowed: tuple[str, ...]) -> None:
         if self.config_key not in meta:
-            raise ConfigMismatchError(f"checkpoint {path} has no {self.config_key!r} in its meta to compare with the expected config")
+            raise ConfigMismatchError(
+                f"checkpoint {path} has no {self.config_key!r} in its meta to compare with the expected config"
+            )
         diffs = [d for d in config_differences(meta[self.config_key], expected) if not _allowed(d[0], allowed)]
         if diffs:
             shown = ", ".join(f"{p} (checkpoint {s!r}, expected {e!r})" for p, s, e in diffs[:3])
@@ -541,7 +560,7 @@ class Checkpointer:
 
     @staticmethod
     def _check_structure(path: Path, saved: list[dict], paths: list[str], targets: list[Any]) -> None:
-        for i, (rec, tpath, target) in enumerate(zip(saved, paths, targets)):
+        for i, (rec, tpath, target) in enumerate(zip(saved, paths, targets, strict=False)):
             if rec.get("path") != tpath:
                 raise StructureMismatchError(
                     f"checkpoint {path} does not match the target structure: leaf {i} is {rec.get('path')} "
@@ -555,7 +574,11 @@ class Checkpointer:
                 )
         if len(saved) != len(paths):
             i = min(len(saved), len(paths))
-            extra = f"first extra leaf {saved[i]['path']} in the checkpoint" if len(saved) > i else f"first extra leaf {paths[i]} in the target"
+            extra = (
+                f"first extra leaf {saved[i]['path']} in the checkpoint"
+                if len(saved) > i
+                else f"first extra leaf {paths[i]} in the target"
+            )
             raise StructureMismatchError(
                 f"checkpoint {path} has {len(saved)} leaves but the target has {len(paths)}: {extra}"
             )
@@ -587,10 +610,16 @@ def _to_target_kind(data: np.ndarray, target: Any, rec: dict) -> Any:
 
 
 def save(
-    run_dir: str | os.PathLike, step: int, state: Any, meta: Mapping[str, Any] | None = None, *, keep: int = 2, **kwargs: Any
+    run_dir: str | os.PathLike,
+    step: int,
+    state: Any,
+    meta: Mapping[str, Any] | None = None,
+    *,
+    keep: int = 2,
+    fsync: bool = True,
 ) -> Path:
-    """``Checkpointer(run_dir, keep=keep).save(step, state, meta)``."""
-    return Checkpointer(run_dir, keep=keep).save(step, state, meta, **kwargs)
+    """``Checkpointer(run_dir, keep=keep, fsync=fsync).save(step, state, meta)``."""
+    return Checkpointer(run_dir, keep=keep, fsync=fsync).save(step, state, meta)
 
 
 def restore(

@@ -132,8 +132,11 @@ def sample(
     flat = probs.reshape(-1)
     cdf = jnp.cumsum(flat)
     total = cdf[-1]
-    u = (jax.random.uniform(rng, (batch_size,)) + jnp.arange(batch_size)) / batch_size * total  # stratified
-    idx = jnp.clip(jnp.searchsorted(cdf, u, side="right"), 0, n * length - 1)
+    # Stratified draws in (0, total]; side="left" picks the first index whose cdf reaches u,
+    # so a zero-priority (unwritten) slot, whose cdf equals its predecessor's, is never picked.
+    u = (jax.random.uniform(rng, (batch_size,)) + jnp.arange(batch_size)) / batch_size * total
+    u = jnp.clip(u, total * 1e-7, total)
+    idx = jnp.clip(jnp.searchsorted(cdf, u, side="left"), 0, n * length - 1)
     env, col = idx // length, idx % length
     # The absolute step stored in column ``col``: the latest one written there.
     t = state.t

@@ -22,10 +22,16 @@ def h(x: jnp.ndarray, eps: float = EPS) -> jnp.ndarray:
 
 
 def h_inv(y: jnp.ndarray, eps: float = EPS) -> jnp.ndarray:
-    """Exact inverse of :func:`h` (closed form of the quadratic in sqrt(|x|+1))."""
-    return jnp.sign(y) * (
-        jnp.square((jnp.sqrt(1.0 + 4.0 * eps * (jnp.abs(y) + 1.0 + eps)) - 1.0) / (2.0 * eps)) - 1.0
-    )
+    """Exact inverse of :func:`h` (closed form of the quadratic in sqrt(|x|+1)).
+
+    ``sqrt(|x| + 1) = (sqrt(1 + 4 eps (|y| + 1 + eps)) - 1) / (2 eps)``, written as
+    ``2 (|y| + 1 + eps) / (1 + sqrt(...))`` to avoid the cancellation in
+    ``sqrt(...) - 1``, which costs about 1e-4 absolute error in float32 (h_inv(h(1))
+    would be 0.9999).
+    """
+    a = jnp.abs(y)
+    root = 2.0 * (a + 1.0 + eps) / (1.0 + jnp.sqrt(1.0 + 4.0 * eps * (a + 1.0 + eps)))
+    return jnp.sign(y) * (jnp.square(root) - 1.0)
 
 
 @dataclasses.dataclass(frozen=True)

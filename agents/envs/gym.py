@@ -2,7 +2,8 @@
 
 Same-step autoreset: when an episode ends, ``step`` returns the first observation of
 the next episode, and the reward and end flags of the step that ended. Finished
-episode returns and lengths come back in ``info``.
+episode returns and lengths come back in ``info`` (``episode_returns``; per env:
+``game_end`` and ``game_return``).
 """
 
 from __future__ import annotations
@@ -75,18 +76,22 @@ class GymEnvs:
         terminated = np.empty(self.num_envs, bool)
         truncated = np.empty(self.num_envs, bool)
         returns, lengths = [], []
+        game_end = np.zeros(self.num_envs, bool)
+        game_return = np.zeros(self.num_envs, np.float64)
         for i, env in enumerate(self.envs):
             obs, r, term, trunc, _ = env.step(int(actions[i]))
             self._returns[i] += r
             self._lengths[i] += 1
             if term or trunc:
                 returns.append(float(self._returns[i]))
+                game_end[i], game_return[i] = True, self._returns[i]
                 lengths.append(int(self._lengths[i]))
                 self._returns[i] = 0
                 self._lengths[i] = 0
                 obs, _ = env.reset()
             frames[i], rewards[i], terminated[i], truncated[i] = obs, r, term, trunc
-        return frames, rewards, terminated, truncated, {"episode_returns": returns, "episode_lengths": lengths}
+        info = {"episode_returns": returns, "episode_lengths": lengths, "game_end": game_end, "game_return": game_return}
+        return frames, rewards, terminated, truncated, info
 
     def close(self) -> None:
         for env in self.envs:

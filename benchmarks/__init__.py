@@ -1,0 +1,1 @@
+"""Benchmarks: harnesses and aggregation of results (see benchmarks/atari100k)."""

@@ -1,0 +1,536 @@
+"""Aggregate Atari-100k results: human-normalized scores, mean / median / IQM with
+stratified-bootstrap confidence intervals, reference tables and plots.
+
+    python -m benchmarks.atari100k.aggregate [--runs DIR] [--out DIR] [--reps 2000]
+
+Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: :data:`EVAL_SCHEMA`,
+written by :func:`write_eval_json`); a ``metrics.jsonl`` beside it, if present, gives
+learning curves. With no runs the reference table is printed alone.
+
+Statistics follow rliable (Agarwal et al., 2021):
+* HNS = (score - random) / (human - random), per run the mean return over its
+  evaluation episodes;
+* mean = mean over games of the per-game mean over runs; median = median over games of
+  the per-game mean over runs; IQM = mean of the middle 50% of the pooled run x game
+  scores (25% trimmed each side, ``scipy.stats.trim_mean`` convention);
+* 95% CI: stratified bootstrap, runs resampled with replacement independently per game,
+  percentile interval. rliable needs a full run x game matrix; here games may have
+  different numbers of runs (mean and median weight games equally, IQM pools runs).
+A reference method has one score per game (no runs), so its CI collapses to the point.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import datetime as _dt
+import json
+import math
+import os
+import platform
+import re
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+import numpy as np
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGE_DIR.parents[1]
+PACKAGED_REFERENCE = PACKAGE_DIR / "reference_scores.csv"
+SHARED_REFERENCE = REPO_ROOT.parent / "shared" / "reference" / "atari100k_scores.csv"
+DEFAULT_RUNS = PACKAGE_DIR / "results" / "runs"
+DEFAULT_OUT = PACKAGE_DIR / "results"
+BUDGET_ENV_STEPS = 100_000
+
+# Reference columns of the csv: column -> display name (sources in README.md).
+REFERENCE_METHODS: dict[str, str] = {
+    "efficientzero": "EfficientZero",
+    "bbf": "BBF",
+    "dreamerv3": "DreamerV3",
+    "spr": "SPR",
+    "muzero_100k": "MuZero-100k",
+}
+# Methods shown per game beside ours.
+PER_GAME_METHODS = ("efficientzero", "bbf", "dreamerv3")
+# Published aggregate HNS (mean, median) as the papers state them (PROTOCOL.md).
+# EfficientZero V2 publishes per-game scores only as a figure in its paper/repository,
+# so only its aggregates are listed. DreamerV3's aggregate is given as "about 1.1 / 0.5"
+# in PROTOCOL.md, not to 3 decimals, so it is left out here.
+PUBLISHED_AGGREGATES: dict[str, dict[str, float]] = {
+    "efficientzero_v2": {"mean": 2.428, "median": 1.286},
+    "bbf": {"mean": 2.247, "median": 0.917},
+    "efficientzero": {"mean": 1.943, "median": 1.090},
+    "spr": {"mean": 0.616, "median": 0.396},
+    "muzero_100k": {"mean": 0.562, "median": 0.227},
+}
+DISPLAY = {**REFERENCE_METHODS, "efficientzero_v2": "EfficientZero V2", "ours": "Ours"}
+
+# eval.json schema: key -> (type, description). Required keys are marked.
+EVAL_SCHEMA: dict[str, tuple[str, str]] = {
+    "game": ("str, required", "game name, e.g. 'Breakout' (any spelling ale_game_id accepts)"),
+    "seed": ("int, required", "run seed"),
+    "env_steps": ("int, required", "agent steps of training data used (100000 for the benchmark)"),
+    "episode_returns": ("list[float], required", "undiscounted unclipped return of every evaluation game"),
+    "mean_return": ("float", "mean of episode_returns (recomputed if absent)"),
+    "commit": ("str", "git commit of the code"),
+    "machine": ("str", "where it ran (host, accelerator)"),
+}
+
+
+# ----------------------------------------------------------------------------- io
+
+
+def _squash(name: str) -> str:
+    return re.sub(r"[^a-z0-9]", "", str(name).lower())
+
+
+def reference_csv_path(path: str | os.PathLike | None = None) -> Path:
+    """The reference csv: ``path`` if given, else ../shared/reference next to the repo,
+    else the copy shipped in this package."""
+    if path is not None:
+        return Path(path)
+    return SHARED_REFERENCE if SHARED_REFERENCE.exists() else PACKAGED_REFERENCE
+
+
+def load_reference(path: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
+    """game -> {"random", "human", <method columns>, "actions"} as floats (actions int)."""
+    rows: dict[str, dict[str, float]] = {}
+    with open(reference_csv_path(path), newline="") as f:
+        for row in csv.DictReader(f):
+            game = row.pop("game")
+            rows[game] = {k: (int(v) if k == "actions" else float(v)) for k, v in row.items()}
+    return rows
+
+
+def canonical_game(name: str, reference: Mapping[str, Any]) -> str | None:
+    """Map any spelling ("ms_pacman", "ALE/MsPacman-v5") to the csv's game name."""
+    name = str(name).split("/")[-1]
+    name = re.sub(r"-v\d+$", "", name)
+    name = re.sub(r"(NoFrameskip|Deterministic)$", "", name)
+    by_key = {_squash(g): g for g in reference}
+    return by_key.get(_squash(name))
+
+
+def git_commit(repo: Path = REPO_ROOT) -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
+                             text=True, timeout=10)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def write_eval_json(run_dir: str | os.PathLike, *, game: str, seed: int, env_steps: int,
+                    episode_returns: Sequence[float], commit: str | None = None,
+                    machine: str | None = None, **extra: Any) -> Path:
+    """Write ``<run_dir>/eval.json`` in the schema the aggregator reads."""
+    returns = [float(r) for r in episode_returns]
+    record = {
+        "game": game,
+        "seed": int(seed),
+        "env_steps": int(env_steps),
+        "episode_returns": returns,
+        "mean_return": float(np.mean(returns)) if returns else None,
+        "commit": commit if commit is not None else git_commit(),
+        "machine": machine if machine is not None else f"{platform.node()} ({platform.machine()})",
+        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        **extra,
+    }
+    path = Path(run_dir) / "eval.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1) + "\n")
+    return path
+
+
+def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> list[dict]:
+    """Read every ``<runs_dir>/<game>/seed_<k>/eval.json``. Unreadable or unknown-game
+    files are skipped with a warning. Each run: the json's fields plus "game" (csv
+    name), "mean_return", "dir" and "metrics" (path of metrics.jsonl or None)."""
+    runs_dir = Path(runs_dir)
+    runs: list[dict] = []
+    if not runs_dir.is_dir():
+        return runs
+    for path in sorted(runs_dir.glob("*/seed_*/eval.json")):
+        try:
+            record = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as e:
+            warnings.warn(f"skipping {path}: {e}")
+            continue
+        if not isinstance(record, dict):
+            warnings.warn(f"skipping {path}: not a JSON object")
+            continue
+        game = canonical_game(record.get("game", path.parts[-3]), reference)
+        if game is None:
+            warnings.warn(f"skipping {path}: unknown game {record.get('game')!r}")
+            continue
+        returns = record.get("episode_returns")
+        mean_return = record.get("mean_return")
+        if mean_return is None and returns:
+            mean_return = float(np.mean(returns))
+        if mean_return is None or not np.isfinite(float(mean_return)):
+            warnings.warn(f"skipping {path}: no mean_return / episode_returns")
+            continue
+        seed = record.get("seed")
+        if seed is None:
+            m = re.match(r"seed_(\d+)$", path.parent.name)
+            seed = int(m.group(1)) if m else -1
+        metrics = path.parent / "metrics.jsonl"
+        runs.append({**record, "game": game, "seed": int(seed),
+                     "mean_return": float(mean_return), "dir": str(path.parent),
+                     "metrics": str(metrics) if metrics.exists() else None})
+    return runs
+
+
+def read_learning_curve(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(env_steps, eval/return_mean) from a metrics.jsonl; other lines are ignored."""
+    steps, values = [], []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if isinstance(rec, dict) and "env_steps" in rec and "eval/return_mean" in rec:
+                try:
+                    s, v = float(rec["env_steps"]), float(rec["eval/return_mean"])
+                except (TypeError, ValueError):
+                    continue
+                steps.append(s)
+                values.append(v)
+    order = np.argsort(steps, kind="stable")
+    return np.asarray(steps)[order], np.asarray(values)[order]
+
+
+# ---------------------------------------------------------------------- statistics
+
+
+def human_normalized(score, random: float, human: float):
+    """HNS = (score - random) / (human - random)."""
+    return (np.asarray(score, dtype=np.float64) - random) / (human - random)
+
+
+def iqm(scores, axis: int | None = None):
+    """Interquartile mean: the mean of the middle 50% (25% trimmed each side, the
+    count trimmed per side is floor(0.25 n), as scipy.stats.trim_mean). ``axis=None``
+    pools all values."""
+    x = np.asarray(scores, dtype=np.float64)
+    if axis is None:
+        x, axis = x.reshape(-1), 0
+    x = np.sort(x, axis=axis)
+    n = x.shape[axis]
+    if n == 0:
+        return np.nan
+    cut = int(0.25 * n)
+    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+
+
+def _as_score_lists(scores) -> list[np.ndarray]:
+    """A (runs, games) array or a list of per-game run arrays -> list of 1-D arrays."""
+    if isinstance(scores, np.ndarray):
+        if scores.ndim != 2:
+            raise ValueError("score matrix must be (num_runs, num_games)")
+        return [scores[:, g].astype(np.float64) for g in range(scores.shape[1])]
+    lists = [np.atleast_1d(np.asarray(s, dtype=np.float64)) for s in scores]
+    if any(s.size == 0 for s in lists):
+        raise ValueError("every game needs at least one run")
+    return lists
+
+
+def aggregate_scores(scores) -> dict[str, float]:
+    """mean, median, IQM of normalized scores: (runs, games) array or per-game lists."""
+    lists = _as_score_lists(scores)
+    if not lists:
+        return {"mean": np.nan, "median": np.nan, "iqm": np.nan}
+    game_means = np.array([s.mean() for s in lists])
+    return {"mean": float(game_means.mean()), "median": float(np.median(game_means)),
+            "iqm": float(iqm(np.concatenate(lists)))}
+
+
+def bootstrap_ci(scores, reps: int = 2000, confidence: float = 0.95,
+                 seed: int = 0) -> dict[str, tuple[float, float]]:
+    """Stratified bootstrap percentile CIs of mean, median and IQM: in each replicate
+    every game's runs are resampled with replacement, independently per game."""
+    lists = _as_score_lists(scores)
+    if not lists:
+        return {k: (np.nan, np.nan) for k in ("mean", "median", "iqm")}
+    rng = np.random.default_rng(seed)
+    samples = [s[rng.integers(0, s.size, size=(reps, s.size))] for s in lists]
+    game_means = np.stack([s.mean(axis=1) for s in samples], axis=1)  # (reps, games)
+    stats = {
+        "mean": game_means.mean(axis=1),
+        "median": np.median(game_means, axis=1),
+        "iqm": iqm(np.concatenate(samples, axis=1), axis=1),
+    }
+    lo, hi = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
+    return {k: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) for k, v in stats.items()}
+
+
+def reference_hns(reference: Mapping[str, Mapping[str, float]], method: str,
+                  games: Iterable[str] | None = None) -> dict[str, float]:
+    games = list(reference) if games is None else list(games)
+    return {g: float(human_normalized(reference[g][method], reference[g]["random"],
+                                      reference[g]["human"])) for g in games}
+
+
+def reference_aggregates(reference, method: str, games: Iterable[str] | None = None) -> dict[str, float]:
+    """mean / median / IQM HNS of a reference method's per-game scores."""
+    per_game = reference_hns(reference, method, games)
+    return aggregate_scores([[v] for v in per_game.values()])
+
+
+# ---------------------------------------------------------------------- summaries
+
+
+def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, float]],
+              reps: int = 2000, seed: int = 0) -> dict:
+    """Everything the report needs, JSON-serializable."""
+    by_game: dict[str, list[Mapping]] = {}
+    for run in runs:
+        by_game.setdefault(run["game"], []).append(run)
+    games_out: dict[str, dict] = {}
+    for game, ref in reference.items():
+        entry: dict[str, Any] = {"random": ref["random"], "human": ref["human"],
+                                 "actions": ref.get("actions")}
+        for m in REFERENCE_METHODS:
+            if m in ref:
+                entry[m] = ref[m]
+                entry[f"{m}_hns"] = float(human_normalized(ref[m], ref["random"], ref["human"]))
+        game_runs = sorted(by_game.get(game, []), key=lambda r: r["seed"])
+        if game_runs:
+            returns = np.array([r["mean_return"] for r in game_runs])
+            hns = human_normalized(returns, ref["random"], ref["human"])
+            entry["ours"] = {
+                "n": len(game_runs),
+                "seeds": [r["seed"] for r in game_runs],
+                "mean_return": float(returns.mean()),
+                "std_return": float(returns.std(ddof=1)) if len(returns) > 1 else 0.0,
+                "returns": returns.tolist(),
+                "hns": float(hns.mean()),
+                "hns_per_run": hns.tolist(),
+                "env_steps": [r.get("env_steps") for r in game_runs],
+                "episodes": [len(r.get("episode_returns") or []) for r in game_runs],
+                "commits": sorted({str(r.get("commit", "unknown")) for r in game_runs}),
+            }
+        games_out[game] = entry
+
+    our_games = [g for g in reference if "ours" in games_out[g]]
+    aggregates: dict[str, dict] = {}
+    if our_games:
+        lists = [np.array(games_out[g]["ours"]["hns_per_run"]) for g in our_games]
+        point = aggregate_scores(lists)
+        ci = bootstrap_ci(lists, reps=reps, seed=seed)
+        aggregates["ours"] = {
+            "label": DISPLAY["ours"], "games": our_games, "n_games": len(our_games),
+            "n_runs": int(sum(len(s) for s in lists)),
+            **{k: {"value": point[k], "ci95": list(ci[k])} for k in point},
+        }
+    for m in REFERENCE_METHODS:
+        if not all(m in reference[g] for g in reference):
+            continue
+        all_games = aggregate_scores([[v] for v in reference_hns(reference, m).values()])
+        aggregates[f"{m}"] = {"label": DISPLAY[m], "games": "all", "n_games": len(reference),
+                              **{k: {"value": v, "ci95": [v, v]} for k, v in all_games.items()}}
+        if our_games and len(our_games) < len(reference):
+            sub = reference_aggregates(reference, m, our_games)
+            aggregates[f"{m}@our_games"] = {
+                "label": f"{DISPLAY[m]} (our games)", "games": our_games,
+                "n_games": len(our_games),
+                **{k: {"value": v, "ci95": [v, v]} for k, v in sub.items()}}
+    off_budget = sorted({g for g in our_games
+                         for s in games_out[g]["ours"]["env_steps"] if s != BUDGET_ENV_STEPS})
+    return {
+        "reference_csv": str(reference_csv_path()),
+        "n_runs": len(runs),
+        "bootstrap_reps": reps,
+        "games": games_out,
+        "aggregates": aggregates,
+        "published": {m: {**v, "label": DISPLAY[m]} for m, v in PUBLISHED_AGGREGATES.items()},
+        "off_budget_games": off_budget,
+    }
+
+
+def _fmt(x: float | None, digits: int = 1) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.{digits}f}"
+
+
+def format_tables(summary: Mapping) -> str:
+    lines: list[str] = []
+    head = (f"{'Game':<15}{'Random':>9}{'Human':>9}{'Ours':>18}{'n':>3}{'HNS':>7}"
+            + "".join(f"{DISPLAY[m]:>15}" for m in PER_GAME_METHODS))
+    lines += ["Per-game scores (ours: mean over seeds +- std; references as published)",
+              head, "-" * len(head)]
+    for game, e in summary["games"].items():
+        o = e.get("ours")
+        ours = f"{_fmt(o['mean_return'])} +- {_fmt(o['std_return'])}" if o else "-"
+        flag = "*" if o and any(s != BUDGET_ENV_STEPS for s in o["env_steps"]) else ""
+        lines.append(f"{game:<15}{_fmt(e['random']):>9}{_fmt(e['human']):>9}{ours + flag:>18}"
+                     f"{(o['n'] if o else 0):>3}{_fmt(o['hns'], 3) if o else '-':>7}"
+                     + "".join(f"{_fmt(e.get(m)):>15}" for m in PER_GAME_METHODS))
+    if summary.get("off_budget_games"):
+        lines.append(f"* some runs did not use the {BUDGET_ENV_STEPS:,}-step budget: "
+                     + ", ".join(summary["off_budget_games"]))
+    lines += ["", "Aggregate human-normalized scores (95% stratified-bootstrap CI over runs; "
+              "references: one score per game, no CI)"]
+    head = f"{'Method':<34}{'games':>6}{'Mean':>24}{'Median':>24}{'IQM':>24}"
+    lines += [head, "-" * len(head)]
+
+    def cell(stat: Mapping) -> str:
+        v, (lo, hi) = stat["value"], stat["ci95"]
+        return _fmt(v, 3) if lo == hi else f"{_fmt(v, 3)} [{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
+
+    for key, a in summary["aggregates"].items():
+        lines.append(f"{a['label']:<34}{a['n_games']:>6}{cell(a['mean']):>24}"
+                     f"{cell(a['median']):>24}{cell(a['iqm']):>24}")
+    lines += ["", "Published aggregates (paper tables, 26 games)"]
+    for m, p in summary["published"].items():
+        lines.append(f"{p['label']:<34}{26:>6}{_fmt(p['mean'], 3):>24}{_fmt(p['median'], 3):>24}{'-':>24}")
+    if not summary["aggregates"].get("ours"):
+        lines += ["", "No runs found (expected <runs>/<game>/seed_<k>/eval.json)."]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------- plots
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
+    """HNS per game: ours (mean over seeds, seeds as dots) beside EfficientZero."""
+    plt = _plt()
+    games = list(summary["games"])
+    ez = [summary["games"][g].get("efficientzero_hns", np.nan) for g in games]
+    ours = [summary["games"][g]["ours"]["hns"] if "ours" in summary["games"][g] else np.nan
+            for g in games]
+    x = np.arange(len(games))
+    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(games) + 2), 4.5))
+    ax.bar(x - 0.2, ours, width=0.4, label="Ours", color="tab:blue")
+    ax.bar(x + 0.2, ez, width=0.4, label="EfficientZero", color="tab:orange")
+    for i, g in enumerate(games):
+        o = summary["games"][g].get("ours")
+        if o:
+            ax.plot([x[i] - 0.2] * len(o["hns_per_run"]), o["hns_per_run"], "k.", ms=3)
+    ax.axhline(1.0, color="gray", ls="--", lw=0.8, label="human")
+    ax.axhline(0.0, color="black", lw=0.5)
+    ax.set_yscale("symlog", linthresh=1.0)
+    ax.set_xticks(x, games, rotation=70, ha="right", fontsize=8)
+    ax.set_ylabel("human-normalized score")
+    ax.set_title("Atari-100k: HNS per game")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str | os.PathLike) -> Path | None:
+    """One panel per game: eval/return_mean vs env_steps per seed, from metrics.jsonl.
+    Returns None if no run has a curve."""
+    curves: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
+    for run in runs:
+        if run.get("metrics"):
+            steps, values = read_learning_curve(run["metrics"])
+            if steps.size:
+                curves.setdefault(run["game"], []).append((run["seed"], steps, values))
+    if not curves:
+        return None
+    plt = _plt()
+    games = [g for g in reference if g in curves]
+    cols = min(4, len(games))
+    rows = math.ceil(len(games) / cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    for ax, game in zip(axes.flat, games):
+        for seed, steps, values in sorted(curves[game], key=lambda c: c[0]):
+            ax.plot(steps, values, marker=".", lw=1, label=f"seed {seed}")
+        ref = reference[game]
+        ax.axhline(ref["random"], color="gray", ls=":", lw=0.8, label="random")
+        if "efficientzero" in ref:
+            ax.axhline(ref["efficientzero"], color="tab:orange", ls="--", lw=0.8, label="EfficientZero")
+        ax.set_title(game, fontsize=10)
+        ax.set_xlabel("env steps", fontsize=8)
+        ax.set_ylabel("eval return", fontsize=8)
+        ax.tick_params(labelsize=7)
+        ax.legend(fontsize=6)
+    for ax in list(axes.flat)[len(games):]:
+        ax.axis("off")
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------------------ cli
+
+
+def _json_safe(obj):
+    """NaN / inf -> None so aggregate.json is strict JSON."""
+    if isinstance(obj, dict):
+        return {k: _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, (float, np.floating)):
+        return float(obj) if math.isfinite(obj) else None
+    if isinstance(obj, np.integer):
+        return int(obj)
+    return obj
+
+
+def run(runs_dir=DEFAULT_RUNS, out_dir=DEFAULT_OUT, reference_path=None, reps: int = 2000,
+        seed: int = 0, plots: bool = True, quiet: bool = False) -> dict:
+    reference = load_reference(reference_path)
+    runs = discover_runs(runs_dir, reference)
+    summary = summarize(runs, reference, reps=reps, seed=seed)
+    summary["reference_csv"] = str(reference_csv_path(reference_path))
+    summary["runs_dir"] = str(runs_dir)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files = {}
+    if plots:
+        files["hns_bars"] = str(plot_hns_bars(summary, out_dir / "hns_per_game.png"))
+        curves = plot_learning_curves(runs, reference, out_dir / "learning_curves.png")
+        if curves is not None:
+            files["learning_curves"] = str(curves)
+    summary["files"] = files
+    (out_dir / "aggregate.json").write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+    if not quiet:
+        print(format_tables(summary))
+        print(f"\nwrote {out_dir / 'aggregate.json'}" + "".join(f", {p}" for p in files.values()))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default=str(DEFAULT_RUNS),
+                        help="directory holding <game>/seed_<k>/eval.json (default: %(default)s)")
+    parser.add_argument("--out", default=str(DEFAULT_OUT),
+                        help="where aggregate.json and the plots go (default: %(default)s)")
+    parser.add_argument("--reference", default=None,
+                        help="reference csv (default: ../shared/reference/atari100k_scores.csv, "
+                             "else the packaged reference_scores.csv)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap replicates")
+    parser.add_argument("--seed", type=int, default=0, help="bootstrap random seed")
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    run(args.runs, args.out, args.reference, reps=args.reps, seed=args.seed,
+        plots=not args.no_plots)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+#!/usr/bin/env python3
+"""CartPole learning benchmark: env steps and wall-clock until the eval mean first reaches 195.
+
+Runs ``scripts/train.py`` (the default ``cartpole`` preset) once per seed, each in a fresh
+process so every seed pays its own compile time, and reads the run's metrics. CartPole-v0
+episodes are capped at 200 steps; an evaluation is the mean return of 10 greedy episodes.
+
+    python benchmarks/cartpole.py                  # 3 seeds, 5,000 env steps each
+    python benchmarks/cartpole.py --seeds 0 1 2 3 4 --steps 10000
+
+Prints a table and writes ``benchmarks/results/cartpole_<machine>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from dreamer.logger import read_metrics  # noqa: E402
+
+THRESHOLD = 195.0
+# LightZero's EfficientZero, stock CartPole config, one seed, measured on this machine kind
+# (2-core CPU): about 12.5 minutes and about 10,000 env steps to first reach 195.
+PEER = {"name": "LightZero EfficientZero (stock CartPole config, 1 seed)", "env_steps": 10_000, "wall_clock_s": 750}
+
+
+def run_seed(seed: int, steps: int, run_root: str, extra: list[str]) -> dict:
+    run_dir = os.path.join(run_root, f"seed_{seed}")
+    cmd = [
+        sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+        "--seed", str(seed), "--steps", str(steps), "--run-dir", run_dir,
+        "--no-progress", "--no-tensorboard", *extra,
+    ]
+    start = time.time()
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    wall = time.time() - start
+    if proc.returncode != 0:
+        raise RuntimeError(f"seed {seed} failed:\n{proc.stderr[-3000:]}")
+    evals = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "eval/return_mean" in r]
+    reached = next((r for r in evals if r["eval/return_mean"] >= THRESHOLD), None)
+    return {
+        "seed": seed,
+        "reached_195": reached is not None,
+        "env_steps_to_195": reached["env_steps"] if reached else None,
+        # run-relative clock (starts before the first compile) plus process start-up
+        "wall_clock_to_195_s": round(reached["time"], 1) if reached else None,
+        "final_eval_return": evals[-1]["eval/return_mean"] if evals else None,
+        "best_eval_return": max(r["eval/return_mean"] for r in evals) if evals else None,
+        "env_steps": evals[-1]["env_steps"] if evals else None,
+        "process_wall_clock_s": round(wall, 1),
+        "curve": [(r["env_steps"], r["time"], r["eval/return_mean"]) for r in evals],
+    }
+
+
+def machine() -> dict:
+    import jax
+
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "devices": [str(d) for d in jax.devices()],
+        "jax": jax.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def commit() -> str:
+    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--steps", type=int, default=5_000, help="env steps per seed")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--tag", default="cpu", help="suffix of the JSON file name")
+    parser.add_argument("--keep-runs", default=None, help="keep run directories here")
+    args, extra = parser.parse_known_args()
+
+    run_root = args.keep_runs or tempfile.mkdtemp(prefix="cartpole_bench_")
+    rows = []
+    for seed in args.seeds:
+        row = run_seed(seed, args.steps, run_root, extra)
+        rows.append(row)
+        print(f"seed {seed}: steps to 195 = {row['env_steps_to_195']}, time to 195 = {row['wall_clock_to_195_s']} s, "
+              f"final = {row['final_eval_return']}", flush=True)
+
+    header = f"{'seed':>4} | {'steps to 195':>12} | {'time to 195 (s)':>15} | {'final return':>12} | {'best':>6}"
+    print("\n" + header + "\n" + "-" * len(header))
+    for r in rows:
+        print(f"{r['seed']:>4} | {str(r['env_steps_to_195']):>12} | {str(r['wall_clock_to_195_s']):>15} | "
+              f"{str(r['final_eval_return']):>12} | {str(r['best_eval_return']):>6}")
+    print(f"peer: {PEER['name']}: ~{PEER['env_steps']} steps, ~{PEER['wall_clock_s']} s")
+    all_reached = all(r["reached_195"] for r in rows)
+    target = {
+        "every_seed_within_5000_steps": all_reached and all(r["env_steps_to_195"] <= 5000 for r in rows),
+        "every_seed_within_180_s": all_reached and all(r["wall_clock_to_195_s"] <= 180 for r in rows),
+    }
+    print(f"target (5,000 steps and 3 minutes, every seed): {target}")
+    result = {
+        "benchmark": "cartpole",
+        "threshold": THRESHOLD,
+        "preset": "cartpole",
+        "extra_args": extra,
+        "steps_per_seed": args.steps,
+        "commit": commit(),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "seeds": rows,
+        "target": target,
+        "peer": PEER,
+    }
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"cartpole_{args.tag}.json")
+    with open(path, "w") as f:
+        json.dump(result, f, indent=2)
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
