@@ -142,7 +142,8 @@ class Counters:
 class Trainer:
     """Owns the envs, the jitted programs and the run directory for one training run."""
 
-    def __init__(self, cfg: Config, run_dir: str, *, progress: bool = True, tensorboard: bool = True):
+    def __init__(self, cfg: Config, run_dir: str, *, progress: bool = True, tensorboard: bool = True, log: bool = True):
+        """``log=False`` opens the run read-only (for evaluation): nothing in it is rewritten."""
         self.cfg = cfg
         self.run_dir = run_dir
         self.progress = progress
@@ -166,8 +167,9 @@ class Trainer:
         self.resumed = False
         if self.checkpointer.latest() is not None:
             self._restore()
-        self.logger = Logger(run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
-        self._write_run_info()
+        if log:
+            self.logger = Logger(run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
+            self._write_run_info()
 
     # -- checkpoints -------------------------------------------------------------------------
     def _snapshot(self) -> dict:
@@ -295,6 +297,9 @@ class Trainer:
             if time.time() - last_save >= cfg.loop.checkpoint_every_s:
                 last_save = time.time()
                 self.save()
+        while not stop and self.updates_due() >= per_call:  # what the last env steps are owed
+            self.state, self.replay, train_metrics = self._train(self.state, self.replay)
+            c.updates += per_call
         if stop:
             print(f"signal {stop.signum}: checkpointing at {c.env_steps} env steps and stopping", flush=True)
         elif c.env_steps >= cfg.loop.env_steps and cfg.loop.extra_updates:

@@ -59,9 +59,20 @@ def main(argv=None) -> int:
     except OSError as e:
         _fail(prog, f"cannot write run directory {run_dir!r}: {e.strerror or e}")
 
+    from agents.loop import NonFiniteLossError
+    from dreamer.checkpoint import CheckpointError
+
     print(f"run directory: {run_dir}", file=sys.stderr)
-    trainer = Trainer(cfg, run_dir, progress=not args.no_progress, tensorboard=not args.no_tensorboard)
-    counters = trainer.run()
+    try:
+        trainer = Trainer(cfg, run_dir, progress=not args.no_progress, tensorboard=not args.no_tensorboard)
+        if trainer.resumed:
+            print(f"resuming from {trainer.counters.env_steps} env steps, {trainer.counters.updates} updates", file=sys.stderr)
+        counters = trainer.run()
+    except CheckpointError as e:
+        _fail(prog, f"cannot resume from {run_dir!r}: {e}")
+    except NonFiniteLossError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 3
     print(
         f"done: {counters.env_steps} env steps, {counters.updates} updates, "
         f"last eval return {counters.last_eval_return:.1f}, {counters.wall_time:.0f}s",

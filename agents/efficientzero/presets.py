@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 from dreamer.config import Config, EnvConfig, LearnerConfig, LoopConfig, NetworkConfig, PlannerConfig, ReplayConfig
@@ -44,7 +45,7 @@ def cartpole() -> Config:
         ),
         loop=LoopConfig(
             env_steps=10_000,
-            replay_ratio=0.5,
+            replay_ratio=1.0,
             temperature_schedule=((0.5, 1.0), (0.75, 0.5), (1.0, 0.25)),
             eval_every=500,
             log_every_s=5.0,
@@ -66,14 +67,94 @@ def debug() -> Config:
         ),
         planner=PlannerConfig(search="gumbel", num_simulations=4, discount=0.97, max_num_considered_actions=2),
         replay=ReplayConfig(capacity=2_000, batch_size=16, min_size=64),
-        learner=cfg.learner.__class__(**{**cfg.learner.__dict__, "updates_per_call": 2}),
+        learner=dataclasses.replace(cfg.learner, updates_per_call=2),
         loop=LoopConfig(env_steps=400, replay_ratio=0.25, eval_every=200, log_every_s=1.0, checkpoint_every_s=30.0),
+    )
+
+
+def atari100k() -> Config:
+    """EfficientZero's Atari-100k settings (``../shared/PROTOCOL.md``; Ye et al. 2021, config/atari).
+
+    Deviations: layer norm instead of batch norm (pure functions, see networks.py);
+    8 training envs (any number is allowed as long as the total is 100k agent steps).
+    """
+    return Config(
+        preset="atari100k",
+        env=EnvConfig(id="Breakout", num_envs=8, num_eval_envs=32, eval_episodes=32, frame_size=96, grayscale=False),
+        network=NetworkConfig(
+            kind="conv", channels=64, blocks=1, reduced_channels=16, head_hidden=(32,),
+            lstm_hidden=512,  # value-prefix LSTM hidden 512
+            projection_hidden=1024, projection_out=1024, predictor_hidden=512,  # SimSiam 1024-1024, 512-1024
+            value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601),  # 601 bins over [-300, 300]
+            value_prefix=True,
+        ),
+        planner=PlannerConfig(
+            search="puct", num_simulations=50, discount=0.997**4, pb_c_init=1.25, pb_c_base=19652.0,
+            dirichlet_alpha=0.3, dirichlet_fraction=0.25, qtransform="min_max", min_max_floor=0.01,
+            value_prefix_horizon=5,
+        ),
+        replay=ReplayConfig(
+            capacity=100_000, batch_size=256, alpha=0.6, beta=0.4, beta_anneal_updates=100_000,
+            min_size=2_000, frame_stack=4,
+        ),
+        learner=LearnerConfig(
+            optimizer="sgd", learning_rate=0.2, warmup_updates=1_000, lr_decay_updates=100_000, lr_decay_factor=0.1,
+            momentum=0.9, weight_decay=1e-4, max_grad_norm=5.0, unroll_steps=5, td_steps=5,
+            td_age_step=30_000,  # td = clip(5 - age // 30000, 1, 5)
+            target_update_interval=200, reanalyze_fraction=0.99,
+            value_loss_weight=0.25, reward_loss_weight=1.0, policy_loss_weight=1.0, consistency_loss_weight=2.0,
+            updates_per_call=8, augment=True,
+        ),
+        loop=LoopConfig(
+            env_steps=100_000, replay_ratio=1.0, extra_updates=20_000,  # 100k updates with collection + 20k after
+            temperature_schedule=((0.5, 1.0), (0.75, 0.5), (1.0, 0.25)),
+            eval_every=10_000, log_every_s=30.0, checkpoint_every_s=600.0,
+        ),
+    )
+
+
+def atari100k_gumbel() -> Config:
+    """In the spirit of EfficientZero V2: Gumbel search with 16 simulations, 51-bin supports,
+    value loss 0.5, consistency 5.0, priority alpha = beta = 1 (its public config)."""
+    cfg = atari100k()
+    return dataclasses.replace(
+        cfg,
+        preset="atari100k-gumbel",
+        network=dataclasses.replace(cfg.network, value_support=(-300.0, 300.0, 51), reward_support=(-300.0, 300.0, 51)),
+        planner=dataclasses.replace(cfg.planner, search="gumbel", num_simulations=16, qtransform="completed_mix"),
+        replay=dataclasses.replace(cfg.replay, alpha=1.0, beta=1.0),
+        learner=dataclasses.replace(cfg.learner, value_loss_weight=0.5, consistency_loss_weight=5.0),
+    )
+
+
+def atari_debug() -> Config:
+    """A tiny Atari run that goes end to end on a CPU in minutes: 64x64 gray frames, small nets."""
+    cfg = atari100k()
+    return dataclasses.replace(
+        cfg,
+        preset="atari-debug",
+        env=dataclasses.replace(cfg.env, num_envs=4, num_eval_envs=2, eval_episodes=2, frame_size=64, grayscale=True,
+                                max_episode_steps=500, eval_max_episode_steps=500),
+        network=dataclasses.replace(
+            cfg.network, channels=16, reduced_channels=4, head_hidden=(16,), lstm_hidden=32,
+            projection_hidden=64, projection_out=64, predictor_hidden=32,
+            value_support=(-10.0, 10.0, 21), reward_support=(-5.0, 5.0, 11),
+        ),
+        planner=dataclasses.replace(cfg.planner, search="gumbel", num_simulations=4, qtransform="completed_mix"),
+        replay=dataclasses.replace(cfg.replay, capacity=4_000, batch_size=16, min_size=128),
+        learner=dataclasses.replace(cfg.learner, optimizer="adamw", learning_rate=1e-3, warmup_updates=20,
+                                    updates_per_call=2, reanalyze_fraction=0.5),
+        loop=dataclasses.replace(cfg.loop, env_steps=1_000, replay_ratio=0.25, extra_updates=0, eval_every=1_000,
+                                 log_every_s=5.0, checkpoint_every_s=120.0),
     )
 
 
 PRESETS: dict[str, Callable[[], Config]] = {
     "cartpole": cartpole,
     "debug": debug,
+    "atari100k": atari100k,
+    "atari100k-gumbel": atari100k_gumbel,
+    "atari-debug": atari_debug,
 }
 
 
