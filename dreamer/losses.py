@@ -42,8 +42,9 @@ def cross_entropy(logits: jnp.ndarray, target_probs: jnp.ndarray) -> jnp.ndarray
 
 def negative_cosine(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     """``-cos(a, b)`` over the last axis, in [-1, 1]."""
-    a = a / jnp.maximum(jnp.linalg.norm(a, axis=-1, keepdims=True), 1e-6)
-    b = b / jnp.maximum(jnp.linalg.norm(b, axis=-1, keepdims=True), 1e-6)
+    # sqrt(sum + eps), not jnp.linalg.norm: the latter's gradient at a zero vector is NaN.
+    a = a * jax.lax.rsqrt(jnp.sum(a * a, axis=-1, keepdims=True) + 1e-12)
+    b = b * jax.lax.rsqrt(jnp.sum(b * b, axis=-1, keepdims=True) + 1e-12)
     return -jnp.sum(a * b, axis=-1)
 
 
