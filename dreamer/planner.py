@@ -241,10 +241,12 @@ def search(
             invalid_actions=invalid_actions,
             max_depth=config.max_depth,
             qtransform=qtransform,
-            dirichlet_fraction=config.dirichlet_fraction,
-            dirichlet_alpha=config.dirichlet_alpha,
-            pb_c_init=config.pb_c_init,
-            pb_c_base=config.pb_c_base,
+            # float(): mctx asserts Python floats here, and PlannerConfig(dirichlet_fraction=0)
+            # would otherwise fail inside chex with "has type int64 but expected float".
+            dirichlet_fraction=float(config.dirichlet_fraction),
+            dirichlet_alpha=float(config.dirichlet_alpha),
+            pb_c_init=float(config.pb_c_init),
+            pb_c_base=float(config.pb_c_base),
             temperature=temperature,
         )
     return mctx.gumbel_muzero_policy(
@@ -257,7 +259,7 @@ def search(
         max_depth=config.max_depth,
         qtransform=qtransform,
         max_num_considered_actions=min(config.max_num_considered_actions, num_actions),
-        gumbel_scale=config.gumbel_scale,
+        gumbel_scale=float(config.gumbel_scale),
     )
 
 

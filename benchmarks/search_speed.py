@@ -1,0 +1,356 @@
+"""Search speed of :func:`dreamer.plan`: searches/s and simulations/s.
+
+Two models, both :class:`dreamer.networks.LearnedModel` with fresh parameters:
+
+* ``mlp``: ``NetworkConfig()`` defaults, observations ``(4,)``, 2 actions (CartPole size);
+* ``conv``: EfficientZero's Atari network: 64 channels, 16 reduced channels, LSTM 512,
+  601-bin value and value-prefix supports, observations ``(96, 96, 12)`` uint8,
+  18 actions, a ``6 x 6 x 64`` latent.
+
+pUCT runs 50 simulations (EfficientZero), Gumbel 16 (EfficientZero V2), at batch sizes
+1, 8, 64, 256 and 1536. Compile time (``lower().compile()``) is reported apart from the
+steady state (median of several calls after a warm-up call, each ``block_until_ready``).
+
+The deep-chain section measures what happens to pUCT when the network's values are
+noisy, as an untrained network's are: min-max normalised Q-values then dominate the
+exploration term, the search keeps descending one path and the tree becomes a chain
+whose depth approaches the number of simulations. Every simulation walks the whole
+chain down and back up, so the cost grows with simulations x depth. It reports the
+deepest node reached and the time per search for ``max_depth=None`` (unbounded) vs 10
+and 5, at 50 and 200 simulations (and Gumbel for comparison), for three parameter sets
+of each model: the fresh init (zero-initialised value / reward / policy heads, so every
+value is 0) and the heads re-drawn at random with a small (x1) and a large (x10) scale.
+
+Usage::
+
+    python benchmarks/search_speed.py            # default: ~5 minutes on a 2-core CPU
+    python benchmarks/search_speed.py --quick    # ~2 minutes on a 2-core CPU
+    python benchmarks/search_speed.py --full     # everything, however slow (for a GPU)
+
+Without ``--full`` a batch size is skipped (and listed in the JSON) when its time per
+call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s``
+(30 s), so that a slow machine still finishes in minutes.
+
+Writes JSON (default ``benchmarks/results/search_speed_<platform>.json``) with the
+machine, versions and git commit, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import mctx
+import numpy as np
+
+from dreamer import PlannerConfig, plan
+from dreamer.config import NetworkConfig
+from dreamer.networks import LearnedModel
+
+ROOT = Path(__file__).resolve().parents[1]
+SEARCHES = {"puct": 50, "gumbel": 16}  # simulations: EfficientZero / EfficientZero V2
+BATCHES = (1, 8, 64, 256, 1536)
+MAX_CALL_S = 30.0  # without --full, skip a batch whose time per call, extrapolated from the last one, exceeds this
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    network: NetworkConfig
+    observation_shape: tuple[int, ...]
+    observation_dtype: str
+    num_actions: int
+
+
+MODELS = {
+    "mlp": ModelSpec("mlp", NetworkConfig(), (4,), "float32", 2),
+    "conv": ModelSpec(
+        "conv",
+        NetworkConfig(
+            kind="conv", channels=64, reduced_channels=16, lstm_hidden=512,
+            value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601),
+        ),  # fmt: skip
+        (96, 96, 12),
+        "uint8",
+        18,
+    ),
+}
+
+
+# ---------------------------------------------------------------------------------------
+# Helpers
+
+
+def build(spec: ModelSpec, seed: int = 0):
+    dtype = jnp.dtype(spec.observation_dtype)
+    model = LearnedModel(spec.network, spec.observation_shape, spec.num_actions, observation_dtype=dtype)
+    return model, model.init(jax.random.PRNGKey(seed))
+
+
+def observations(spec: ModelSpec, batch: int, seed: int = 0) -> jnp.ndarray:
+    rng = np.random.default_rng(seed)
+    shape = (batch, *spec.observation_shape)
+    if spec.observation_dtype == "uint8":
+        return jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
+    return jnp.asarray(rng.normal(size=shape).astype(spec.observation_dtype))
+
+
+def randomize_heads(params, key: jnp.ndarray, scale: float):
+    """Re-draws every all-zero weight matrix (the zero-initialised last layers of the
+    value, reward and policy heads) as ``scale * N(0, 1 / fan_in)``: an untrained
+    network whose outputs are noise rather than exactly zero."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for k, leaf in zip(keys, leaves):
+        if leaf.ndim >= 2 and not np.any(np.asarray(leaf)):
+            leaf = scale * jax.random.normal(k, leaf.shape, leaf.dtype) / np.sqrt(leaf.shape[-2])
+        out.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def tree_depths(parents: np.ndarray) -> np.ndarray:
+    """Deepest node of each tree in a batch, from ``tree.parents [B, N]`` (a node is
+    always expanded after its parent, so one pass in index order suffices)."""
+    depth = np.zeros(parents.shape, np.int64)
+    rows = np.arange(parents.shape[0])
+    for i in range(1, parents.shape[1]):
+        p = parents[:, i]
+        depth[:, i] = np.where(p >= 0, depth[rows, np.maximum(p, 0)] + 1, 0)
+    return depth.max(axis=1)
+
+
+def search_fn(model, config: PlannerConfig):
+    """What acting needs from a search (action, policy, value) plus the tree's parents."""
+
+    def fn(params, rng, obs):
+        out = plan(params, rng, obs, model=model, config=config)
+        return out.action, out.action_weights, out.root_value, out.tree.parents
+
+    return jax.jit(fn)
+
+
+def measure(compiled, params, obs, *, min_reps: int, max_reps: int, target_s: float, seed: int = 0) -> dict:
+    """Times a compiled search: one warm-up call, then at least ``min_reps`` calls and up
+    to ``max_reps`` or ``target_s`` seconds, each blocked until ready."""
+    key = jax.random.PRNGKey(seed)
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(compiled(params, key, obs))
+    first = time.perf_counter() - t0
+    times = []
+    while len(times) < min_reps or (len(times) < max_reps and sum(times) < target_s):
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(compiled(params, jax.random.fold_in(key, len(times) + 1), obs))
+        times.append(time.perf_counter() - t0)
+    depth = tree_depths(np.asarray(out[3]))
+    return {
+        "first_call_s": first,
+        "reps": len(times),
+        "median_s": float(np.median(times)),
+        "min_s": float(np.min(times)),
+        "tree_depth_max": int(depth.max()),
+        "tree_depth_mean": float(depth.mean()),
+    }
+
+
+def compile_timed(jitted, *args):
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+# ---------------------------------------------------------------------------------------
+# The two sections
+
+
+def throughput(models, batches, *, max_call_s: float | None, reps: tuple[int, int, float], log) -> tuple[list, list]:
+    rows, skipped = [], []
+    for name in models:
+        spec = MODELS[name]
+        model, params = build(spec)
+        for search, sims in SEARCHES.items():
+            config = PlannerConfig(search=search, num_simulations=sims)
+            jitted = search_fn(model, config)
+            last = None
+            for batch in sorted(batches):
+                predicted = last["median_s"] * batch / last["batch"] if last else 0.0
+                if max_call_s is not None and predicted > max_call_s:
+                    reason = f"predicted {predicted:.3g} s per call (linear in batch from batch {last['batch']}) > {max_call_s:.3g} s; use --full"
+                    skipped.append({"model": name, "search": search, "batch": batch, "reason": reason})
+                    log(f"{name:5} {search:6} {sims:4d} {batch:6d}  skipped: {reason}")
+                    continue
+                obs = observations(spec, batch)
+                key = jax.random.PRNGKey(0)
+                compiled, compile_s = compile_timed(jitted, params, key, obs)
+                stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
+                row = {"model": name, "search": search, "simulations": sims, "batch": batch, "compile_s": compile_s, **stats}
+                row["searches_per_s"] = batch / row["median_s"]
+                row["simulations_per_s"] = batch * sims / row["median_s"]
+                rows.append(row)
+                last = row
+                log(format_row(row))
+    return rows, skipped
+
+
+DEEP_PARAMS = (("fresh init (zero heads)", 0.0), ("random heads x1", 1.0), ("random heads x10", 10.0))
+
+
+def deep_chain(model_name: str, batch: int, sims_list, depths, *, reps: tuple[int, int, float], log) -> list:
+    spec = MODELS[model_name]
+    model, fresh = build(spec)
+    param_sets = [(label, fresh if scale == 0 else randomize_heads(fresh, jax.random.PRNGKey(1), scale)) for label, scale in DEEP_PARAMS]
+    obs = observations(spec, batch)
+    rows = []
+    cases = [("puct", s, d) for s in sims_list for d in depths] + [("gumbel", s, None) for s in sims_list]
+    for search, sims, max_depth in cases:
+        config = PlannerConfig(search=search, num_simulations=sims, max_depth=max_depth)
+        compiled, compile_s = compile_timed(search_fn(model, config), fresh, jax.random.PRNGKey(0), obs)
+        for label, params in param_sets:  # same shapes: one compile serves all three
+            value_std = float(jnp.std(model.initial_inference(params, obs).value))
+            stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
+            row = {
+                "model": model_name, "batch": batch, "params": label, "root_value_std": value_std,
+                "search": search, "simulations": sims, "max_depth": max_depth, "compile_s": compile_s, **stats,
+            }  # fmt: skip
+            row["ms_per_search_call"] = 1e3 * row["median_s"]
+            rows.append(row)
+            log(
+                f"  {label:24} {search:6} sims {sims:4d} max_depth {str(max_depth):>4}: "
+                f"depth max {row['tree_depth_max']:4d} mean {row['tree_depth_mean']:6.1f}  "
+                f"{row['ms_per_search_call']:8.1f} ms/call"
+            )
+    return rows
+
+
+# ---------------------------------------------------------------------------------------
+# Reporting
+
+
+def format_row(r: dict) -> str:
+    return (
+        f"{r['model']:5} {r['search']:6} {r['simulations']:4d} {r['batch']:6d} {r['compile_s']:9.1f} "
+        f"{1e3 * r['median_s']:12.2f} {r['searches_per_s']:11.1f} {r['simulations_per_s']:12.0f} "
+        f"{r['tree_depth_max']:6d} {r['reps']:5d}"
+    )
+
+
+HEADER = (
+    f"{'model':5} {'search':6} {'sims':>4} {'batch':>6} {'compile s':>9} {'ms / call':>12} "
+    f"{'searches/s':>11} {'sims/s':>12} {'depth':>6} {'reps':>5}"
+)
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--", "dreamer"], cwd=ROOT, capture_output=True, text=True)
+        return out.stdout.strip() + ("+dirty(dreamer/)" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def machine_info() -> dict:
+    import flax
+
+    return {
+        "platform": platform.platform(),
+        "processor": cpu_model(),
+        "python": sys.version.split()[0],
+        "cpu_count": os.cpu_count(),
+        "jax_devices": [str(d) for d in jax.devices()],
+        "jax_backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "jaxlib": getattr(jax.lib, "__version__", None) or __import__("jaxlib").__version__,
+        "mctx": getattr(mctx, "__version__", "unknown"),
+        "flax": flax.__version__,
+        "git_commit": git_commit(),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Search speed of dreamer.plan (pUCT and Gumbel).")
+    parser.add_argument("--quick", action="store_true", help="fewer batch sizes and repetitions (~2 min on a 2-core CPU)")
+    parser.add_argument("--full", action="store_true", help="every batch size for every model, however slow (for a GPU)")
+    parser.add_argument("--max-call-s", type=float, default=MAX_CALL_S, help="without --full, skip batches predicted slower than this per call")
+    parser.add_argument("--batches", type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help="e.g. 1,8,64")
+    parser.add_argument("--models", type=lambda s: tuple(s.split(",")), default=None, help="mlp,conv")
+    parser.add_argument("--no-deep-chain", action="store_true", help="skip the deep-chain / max_depth section")
+    parser.add_argument(
+        "--deep-models", type=lambda s: tuple(s.split(",")), default=None,
+        help="models for the deep-chain section (default mlp,conv; mlp with --quick)",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/search_speed_<platform>.json)")
+    args = parser.parse_args(argv)
+
+    models = args.models or tuple(MODELS)
+    for m in models:
+        if m not in MODELS:
+            parser.error(f"unknown model {m!r}; expected some of {tuple(MODELS)}")
+    batches = args.batches or ((1, 8, 64) if args.quick else BATCHES)
+    reps = (2, 3, 0.5) if args.quick else (3, 10, 2.0)  # (min reps, max reps, target seconds)
+    deep_models = args.deep_models or (("mlp",) if args.quick else ("mlp", "conv"))
+    deep_batch = {"mlp": 16, "conv": 4} if args.quick else {"mlp": 64, "conv": 16}
+    deep = {"batch": {m: deep_batch[m] for m in deep_models}, "sims": (50, 200), "depths": (None, 10, 5)}
+    out_path = args.out or ROOT / "benchmarks" / "results" / f"search_speed_{jax.default_backend()}.json"
+
+    started = time.perf_counter()
+    info = machine_info()
+    print(f"jax {info['jax']} on {info['jax_devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}, commit {info['git_commit']}")
+    print("\n== throughput (fresh parameters; ms / call = median wall time of one batched search) ==")
+    print(HEADER)
+    rows, skipped = throughput(models, batches, max_call_s=None if args.full else args.max_call_s, reps=reps, log=print)
+
+    deep_rows = []
+    if not args.no_deep_chain:
+        for m in deep_models:
+            print(f"\n== deep chains: pUCT max_depth, {m} model, batch {deep['batch'][m]} ==")
+            deep_rows += deep_chain(m, deep["batch"][m], deep["sims"], deep["depths"], reps=reps, log=print)
+
+    result = {
+        "benchmark": "search_speed",
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "machine": info | {"load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "settings": {
+            "mode": "quick" if args.quick else ("full" if args.full else "default"),
+            "searches": SEARCHES,
+            "batches": list(batches),
+            "models": {m: dataclasses.asdict(MODELS[m]) for m in models},
+            "reps": {"min": reps[0], "max": reps[1], "target_s": reps[2]},
+            "timing": "compile_s = jit(...).lower(...).compile(); then one warm-up call; median_s over reps calls, each block_until_ready",
+            "planner_defaults": dataclasses.asdict(PlannerConfig()),
+            "deep_chain": deep,
+            "max_call_s": None if args.full else args.max_call_s,
+        },
+        "throughput": rows,
+        "skipped": skipped,
+        "deep_chain": deep_rows,
+        "total_s": time.perf_counter() - started,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
+    print(f"\nwrote {out_path} ({result['total_s']:.0f} s)")
+
+
+if __name__ == "__main__":
+    main()
