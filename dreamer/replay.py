@@ -132,11 +132,18 @@ def sample(
     flat = probs.reshape(-1)
     cdf = jnp.cumsum(flat)
     total = cdf[-1]
-    # Stratified draws in (0, total]; side="left" picks the first index whose cdf reaches u,
-    # so a zero-priority (unwritten) slot, whose cdf equals its predecessor's, is never picked.
+    # Stratified draws in (0, total]; side="left" picks the first index whose cdf reaches u.
     u = (jax.random.uniform(rng, (batch_size,)) + jnp.arange(batch_size)) / batch_size * total
     u = jnp.clip(u, total * 1e-7, total)
     idx = jnp.clip(jnp.searchsorted(cdf, u, side="left"), 0, n * length - 1)
+    # XLA computes cumsum as a parallel prefix sum, so in float32 the cdf can rise by a
+    # rounding error across a zero-priority (unwritten) slot, and a draw can land there.
+    # Such a draw is moved to the nearest written slot before it (or the first one).
+    positions = jnp.arange(n * length)
+    last_written = jax.lax.cummax(jnp.where(flat > 0, positions, -1))
+    first_written = jnp.argmax(flat > 0)
+    idx = jnp.where(flat[idx] > 0, idx, last_written[idx])
+    idx = jnp.where(idx < 0, first_written, idx)
     env, col = idx // length, idx % length
     # The absolute step stored in column ``col``: the latest one written there.
     t = state.t

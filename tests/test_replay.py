@@ -158,6 +158,21 @@ def test_unwritten_and_zero_priority_slots_are_never_sampled():
     assert len(seen) == 2 * steps - 3  # every positive slot does get drawn
 
 
+def test_a_cdf_that_rises_across_unwritten_slots_never_draws_them(monkeypatch):
+    """XLA's parallel cumsum can let the float32 cdf rise by a rounding error across a
+    zero-priority slot. Exaggerate that: every slot, written or not, adds to the cdf.
+    A draw there must still land on a written slot, with a finite weight."""
+    n, length, steps = 3, 32, 6
+    state = fill(n, length, steps)
+    true_cumsum = jnp.cumsum
+    monkeypatch.setattr(replay_lib.jnp, "cumsum", lambda x: true_cumsum(x + 0.5 * jnp.max(x)))
+    w = jax.tree_util.tree_map(
+        np.asarray, replay_lib.sample(state, jax.random.PRNGKey(0), 256, 3, alpha=1.0, beta=1.0)
+    )
+    assert np.all((w.start >= 0) & (w.start < steps)), w.start
+    assert np.all(np.isfinite(w.weight)) and np.all(w.weight > 0)
+
+
 def test_sampling_follows_priority_to_the_power_alpha():
     n, length = 1, 4
     state = fill(n, length, length)
