@@ -22,7 +22,7 @@ from dreamer import checkpoint as ckpt_lib
 from dreamer import replay as replay_lib
 from dreamer.config import Config, to_dict
 from dreamer.learner import TrainState, init_train_state, make_act_fn, make_train_fn
-from dreamer.logger import Logger
+from dreamer.logger import Logger, truncate_metrics
 from dreamer.networks import LearnedModel
 
 
@@ -168,6 +168,8 @@ class Trainer:
         if self.checkpointer.latest() is not None:
             self._restore()
         if log:
+            if self.resumed:
+                truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), self.counters.env_steps)
             self.logger = Logger(run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
             self._write_run_info()
 

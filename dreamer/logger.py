@@ -45,6 +45,31 @@ class Logger:
             self._tb.close()
 
 
+def truncate_metrics(path: str, env_steps: int) -> int:
+    """Drops the records past ``env_steps`` (written after the checkpoint a run resumes from),
+    so a resumed run's curve has no repeated stretch. Atomic; returns how many were dropped."""
+    if not os.path.exists(path):
+        return 0
+    with open(path) as f:
+        lines = f.readlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line)["env_steps"] <= env_steps:
+                keep.append(line if line.endswith("\n") else line + "\n")
+        except (json.JSONDecodeError, KeyError, TypeError):
+            continue  # a torn last line from a kill
+    if len(keep) == len(lines):
+        return 0
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.writelines(keep)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    return len(lines) - len(keep)
+
+
 def read_metrics(path: str) -> list[dict]:
     """All records of a ``metrics.jsonl`` file (a torn last line is skipped)."""
     records = []

@@ -105,3 +105,104 @@ def test_bad_input_fails_fast(args, needle, tmp_path):
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert needle in error_line(proc)
     assert not os.path.exists(tmp_path / "r" / "metrics.jsonl")
+
+
+def _eval_steps(run_dir):
+    return [json.loads(l)["env_steps"] for l in open(os.path.join(run_dir, "metrics.jsonl")) if "eval/return_mean" in l]
+
+
+def _checkpoint_steps(run_dir):
+    ckpt = os.path.join(run_dir, "checkpoints")
+    if not os.path.isdir(ckpt):
+        return []
+    return sorted(int(n) for n in os.listdir(ckpt) if n.isdigit())
+
+
+def test_kill_9_during_training_then_resume(tmp_path):
+    """SIGKILL mid-run: the rerun resumes from the last complete checkpoint, and the finished
+    run's counts add up as if it had never stopped (its curve has no repeated stretch)."""
+    import signal
+    import time
+
+    run_dir = str(tmp_path / "killed")
+    args = ["--preset", "debug", "--steps", "3000", "--run-dir", run_dir, "--no-progress", "--no-tensorboard",
+            "--loop.eval_every", "600", "--loop.checkpoint_every_s", "1"]
+    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 300
+    while time.time() < deadline and proc.poll() is None:
+        steps = _checkpoint_steps(run_dir)
+        if steps and steps[-1] >= 160:
+            break
+        time.sleep(0.2)
+    assert proc.poll() is None, "the run ended before it could be killed:\n" + proc.stderr.read()[-2000:]
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    proc.stderr.close()
+    saved = max(_checkpoint_steps(run_dir))  # complete ones only are named by their step
+    assert 160 <= saved < 3000
+
+    proc = run("train.py", *args)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert f"resuming from {saved} env steps" in proc.stderr
+    summary = json.load(open(os.path.join(run_dir, "summary.json")))
+    cfg = json.load(open(os.path.join(run_dir, "config.json")))
+    assert summary["env_steps"] == 3000 and summary["evaluations"] == 5
+    expected = int(cfg["loop"]["replay_ratio"] * (3000 - cfg["replay"]["min_size"]))
+    assert expected - cfg["learner"]["updates_per_call"] < summary["updates"] <= expected
+    assert _eval_steps(run_dir) == list(range(600, 3001, 600))
+
+
+def test_same_seed_gives_identical_metrics(tmp_path):
+    """Two runs with the same seed and config log the same losses and returns, record by record."""
+    records = []
+    for name in ("a", "b"):
+        run_dir = str(tmp_path / name)
+        proc = run("train.py", "--preset", "debug", "--steps", "160", "--run-dir", run_dir, "--no-progress",
+                   "--no-tensorboard", "--loop.eval_every", "80", "--loop.log_every_s", "1e-6",
+                   "--loop.replay_ratio", "1.0")
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        drop = ("time", "speed/env_steps_per_s", "speed/updates_per_s")
+        records.append([{k: v for k, v in json.loads(l).items() if k not in drop}
+                        for l in open(os.path.join(run_dir, "metrics.jsonl"))])
+    a, b = records
+    trained = [r for r in a if "loss/total" in r]
+    assert len(trained) >= 10 and trained[-1]["updates"] >= 40  # enough updates to drift if anything were off
+    assert a == b
+
+
+def _corrupt_leaf(checkpoint_dir):
+    """Flips bytes in the largest array file of a checkpoint, keeping its size."""
+    files = [os.path.join(d, f) for d, _, fs in os.walk(checkpoint_dir) for f in fs]
+    target = max(files, key=os.path.getsize)
+    with open(target, "r+b") as f:
+        data = bytearray(f.read())
+        mid = len(data) // 2
+        data[mid:mid + 64] = bytes(255 - x for x in data[mid:mid + 64])
+        f.seek(0)
+        f.write(data)
+
+
+def test_corrupt_checkpoints_are_refused_and_left_alone(debug_run, tmp_path):
+    import hashlib
+    import shutil
+
+    run_dir = str(tmp_path / "corrupt")
+    shutil.copytree(debug_run, run_dir)
+    ckpt = os.path.join(run_dir, "checkpoints")
+    for step in _checkpoint_steps(run_dir):
+        _corrupt_leaf(os.path.join(ckpt, str(step)))
+
+    def digest():
+        h = hashlib.sha256()
+        for d, _, fs in sorted(os.walk(run_dir)):
+            for f in sorted(fs):
+                h.update(f.encode() + open(os.path.join(d, f), "rb").read())
+        return h.hexdigest()
+
+    before = digest()
+    proc = run("train.py", "--preset", "debug", "--steps", "360", "--run-dir", run_dir, "--no-progress",
+               "--loop.eval_every", "120")
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    assert "corrupt" in error_line(proc).lower() or "checksum" in error_line(proc).lower()
+    assert digest() == before
