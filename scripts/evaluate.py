@@ -32,7 +32,7 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    from agents.loop import Trainer, evaluate, git_commit
+    from agents.loop import Trainer, evaluate, git_commit, make_envs
     from dreamer.checkpoint import CheckpointError
     from dreamer.config import from_dict
 
@@ -42,10 +42,11 @@ def main(argv=None) -> int:
         return 2
     with open(config_path) as f:
         cfg = from_dict(json.load(f))
-    if args.episodes is not None or args.envs is not None:
-        episodes = args.episodes or cfg.env.eval_episodes
-        env_cfg = dataclasses.replace(cfg.env, eval_episodes=episodes, num_eval_envs=args.envs or min(episodes, cfg.env.num_eval_envs))
-        cfg = dataclasses.replace(cfg, env=env_cfg)
+    for name in ("episodes", "envs"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            print(f"evaluate.py: error: --{name} must be >= 1, got {value}", file=sys.stderr)
+            return 2
     try:
         trainer = Trainer(cfg, args.run_dir, progress=False, tensorboard=False, log=False)
     except CheckpointError as e:
@@ -54,8 +55,14 @@ def main(argv=None) -> int:
     if not trainer.resumed:
         print(f"evaluate.py: error: no checkpoint in {args.run_dir!r}", file=sys.stderr)
         return 2
+    eval_envs = trainer.eval_envs
+    if args.episodes is not None or args.envs is not None:  # the run's own config restores; only evaluation differs
+        episodes = args.episodes or cfg.env.eval_episodes
+        env_cfg = dataclasses.replace(cfg.env, eval_episodes=episodes, num_eval_envs=args.envs or min(episodes, cfg.env.num_eval_envs))
+        cfg = dataclasses.replace(cfg, env=env_cfg)
+        eval_envs = make_envs(cfg, evaluation=True, seed=cfg.seed + 10_000)
     start = time.time()
-    returns = evaluate(trainer._eval_act, trainer.state.params, trainer.eval_envs, cfg.env.eval_episodes, jax.random.PRNGKey(args.seed), args.seed)
+    returns = evaluate(trainer._eval_act, trainer.state.params, eval_envs, cfg.env.eval_episodes, jax.random.PRNGKey(args.seed), args.seed)
     result = {
         "game": cfg.env.id,
         "preset": cfg.preset,
