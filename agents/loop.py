@@ -45,10 +45,11 @@ def git_commit() -> str:
 def temperature_at(cfg: Config, env_steps: int) -> float:
     """Action temperature from ``loop.temperature_schedule`` ((progress limit, temperature), ...)."""
     progress = env_steps / cfg.loop.env_steps
+    # float(): an int from a CLI schedule would be traced apart from floats (a second act compile)
     for limit, temp in cfg.loop.temperature_schedule:
         if progress < limit:
-            return temp
-    return cfg.loop.temperature_schedule[-1][1]
+            return float(temp)
+    return float(cfg.loop.temperature_schedule[-1][1])
 
 
 def is_atari(env_id: str) -> bool:

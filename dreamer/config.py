@@ -53,6 +53,13 @@ class PlannerConfig:
     max_depth: int | None = None  # None: unbounded (up to num_simulations)
     max_num_considered_actions: int = 16  # Gumbel only
     gumbel_scale: float = 1.0  # Gumbel only
+    # "completed_mix" only (mctx's defaults): the completed Q values are scaled by
+    # (maxvisit_init + max child visits) * value_scale before they are added to the logits;
+    # rescale_values=True first min-max normalises them among the root's children, so even
+    # a tiny Q gap between two actions becomes a full unit. False keeps Q on the value scale.
+    value_scale: float = 0.1
+    maxvisit_init: float = 50.0
+    rescale_values: bool = True
 
     def __post_init__(self):
         self.validate()
@@ -71,7 +78,8 @@ class PlannerConfig:
             f"PlannerConfig.num_simulations must be an integer >= 1, got {self.num_simulations!r}",
         )
         _unit(self, "discount", "dirichlet_fraction")
-        _positive(self, "dirichlet_alpha", "min_max_floor", "value_prefix_horizon", "max_num_considered_actions")
+        _positive(self, "dirichlet_alpha", "min_max_floor", "value_prefix_horizon", "max_num_considered_actions",
+                  "value_scale", "maxvisit_init")
         _require(
             self.max_depth is None or self.max_depth >= 1,
             f"PlannerConfig.max_depth must be None or >= 1, got {self.max_depth!r}",

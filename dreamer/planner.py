@@ -161,7 +161,12 @@ def make_qtransform(config: PlannerConfig):
     if name == "parent_siblings":
         return mctx.qtransform_by_parent_and_siblings
     if name == "completed_mix":
-        return mctx.qtransform_completed_by_mix_value
+        return functools.partial(
+            mctx.qtransform_completed_by_mix_value,
+            value_scale=float(config.value_scale),
+            maxvisit_init=float(config.maxvisit_init),
+            rescale_values=bool(config.rescale_values),
+        )
     raise ValueError(f"unknown qtransform {name!r}")
 
 

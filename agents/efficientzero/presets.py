@@ -11,8 +11,14 @@ from dreamer.config import Config, EnvConfig, LearnerConfig, LoopConfig, Network
 def cartpole() -> Config:
     """The small default: learns CartPole-v0 (episodes capped at 200) in a few thousand env steps on a CPU.
 
-    Small MLP model, Gumbel search with few simulations (two actions need no more),
-    Adam with a high replay ratio, and a short discount horizon (0.97) so values stay small.
+    Small MLP model, Gumbel search with few simulations (two actions need no more) and
+    Adam at replay ratio 1. Discount 0.99: a cart drifting off the track fails 100+ steps
+    later, which a 0.97 horizon barely sees (returns up to 100 still fit the value support).
+    ``rescale_values=False``: mctx's default min-max rescaling turns any Q gap between the
+    two actions, however small, into a full unit, so near-equal actions got near-one-hot
+    policy targets and the policy flipped on noise. On seeds 0, 3 and 4 (a sweep on a
+    2-core CPU) each change alone left one seed short of 195 within 5,000 env steps, or
+    just at it; together all three reached it by 3,000 steps.
     """
     return Config(
         preset="cartpole",
@@ -29,7 +35,8 @@ def cartpole() -> Config:
             value_support=(-10.0, 10.0, 41),
             reward_support=(-5.0, 5.0, 21),
         ),
-        planner=PlannerConfig(search="gumbel", num_simulations=8, discount=0.97, max_num_considered_actions=2),
+        planner=PlannerConfig(search="gumbel", num_simulations=8, discount=0.99, max_num_considered_actions=2,
+                              rescale_values=False),
         replay=ReplayConfig(capacity=20_000, batch_size=128, min_size=256, beta_anneal_updates=5_000),
         learner=LearnerConfig(
             optimizer="adamw",
