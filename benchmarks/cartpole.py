@@ -75,6 +75,7 @@ def machine() -> dict:
         "devices": [str(d) for d in jax.devices()],
         "jax": jax.__version__,
         "python": platform.python_version(),
+        "load_average_at_end": list(os.getloadavg()),
     }
 
 
