@@ -28,6 +28,8 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import write_result  # noqa: E402
+
 
 def bootstrap_difference(a, b, reps: int = 10_000, seed: int = 0) -> tuple[float, float]:
     """95% percentile interval of mean(a) - mean(b), resampling each side independently."""
@@ -117,12 +119,8 @@ def main() -> int:
         "machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(), "jax": jax.__version__},
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"atari_debug_{args.game}.json")
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
+    path = write_result(args.out, f"atari_debug_{args.game}.json", record)
     _plot(record, path.replace(".json", ".png"))
-    print(f"wrote {path}")
     return 0
 
 

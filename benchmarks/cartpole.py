@@ -25,6 +25,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from benchmarks.common import commit, write_result  # noqa: E402
 from dreamer.logger import read_metrics  # noqa: E402
 
 THRESHOLD = 195.0
@@ -79,12 +80,6 @@ def machine() -> dict:
     }
 
 
-def commit() -> str:
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -127,11 +122,7 @@ def main() -> int:
         "target": target,
         "peer": PEER,
     }
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"cartpole_{args.tag}.json")
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
-    print(f"wrote {path}")
+    write_result(args.out, f"cartpole_{args.tag}.json", result)
     return 0
 
 
