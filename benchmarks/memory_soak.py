@@ -1,0 +1,525 @@
+#!/usr/bin/env python3
+"""Memory soak: resident memory of a training run that goes well past replay capacity.
+
+Runs ``scripts/train.py`` once per preset in a fresh process, with the replay capacity
+shrunk so the run covers several times the capacity in a few minutes, and with periodic
+evaluation, checkpointing, metric logging and TensorBoard on (as in a real run). Every
+``--interval`` seconds it samples
+
+* the RSS of the training process (``VmRSS`` of ``/proc/<pid>/status``) plus that of its
+  descendants if any (listed via ``/proc/<pid>/task/*/children``), and its thread count;
+* the run's current env steps (the last record of ``metrics.jsonl``; ``--loop.log_every_s``
+  is set short so this lags by under a second);
+* the checkpoints committed so far and whether an evaluation has been logged.
+
+With ``JAX_LOG_COMPILES=1`` (default; ``--no-log-compiles`` turns it off) the stderr lines
+that report a compile are timestamped as they arrive, so compiles after warm-up show up.
+
+Buffer full: ``replay.capacity`` counts transitions over all envs; each env owns a ring of
+``capacity // num_envs`` steps and every vector step writes one step per env, so the buffer
+is full once ``env_steps >= (capacity // num_envs) * num_envs``.
+
+Baseline: the first sample at which (1) the buffer is full, (2) an evaluation logged at
+``env_steps >= full`` has finished and (3) a checkpoint of a step ``>= full`` has been
+committed, so one-time work (first compiles of the eval and checkpoint code, orbax set-up,
+the buffer's pages being touched) comes before it. RSS saw-tooths by a few percent within
+seconds (each train call's temporaries), so the values compared are peaks over a window of
+``--window-s`` (15 s): baseline = the peak over the window starting at that sample; final =
+the peak over the last window of the training loop (before the end-of-run evaluation,
+checkpoint and writer teardown, which frees memory and would flatter the result).
+growth = (final - baseline) / baseline.
+
+glibc keeps the heap used while XLA compiles (hundreds of MiB) and hands it back at some
+later, unpredictable moment, seen as a sudden drop in RSS. A drop after the baseline makes
+growth strongly negative and could hide a leak before it, so the run must also pass a
+second check: steady growth, the same comparison started at the window after the last such
+release (RSS falling by > 100 MiB within 2 s) after the baseline. PASS if both are < 5%.
+The JSON also gives the peak of each quarter of the loop after the baseline, the max after
+the baseline and a least-squares slope of RSS against env steps.
+
+Diagnostics (not used for the published numbers): ``--gc-log`` logs generation-2 garbage
+collections, ``--malloc-trim S`` calls ``malloc_trim(0)`` in the training process every S s.
+
+    python benchmarks/memory_soak.py                          # both presets: ~6 min on an idle 2-core CPU, ~16 loaded
+    python benchmarks/memory_soak.py --presets cartpole
+    python benchmarks/memory_soak.py --scale 3                # 3x the default run lengths
+
+Writes ``benchmarks/results/memory_soak_<tag>.json`` and ``memory_soak_<preset>.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from benchmarks.common import commit, write_result  # noqa: E402
+
+GROWTH_LIMIT_PCT = 5.0
+
+# Per preset: shrunk capacity (transitions over all envs), run length (env steps), the
+# preset's num_envs (to compute when the buffer is full), and clocks. min_size and
+# batch_size are the presets' own (cartpole 256/128, atari-debug 128/16); both fit the
+# shrunk capacities (config.py: batch <= min_size <= capacity, capacity / num_envs > window).
+SOAKS = {
+    "cartpole": {
+        "num_envs": 8,
+        "capacity": 2_000,  # 250 steps per env; window 5 + 5 + 1 = 11
+        "steps": 10_000,  # 5x capacity: ~2.5 min at ~70 env steps/s (idle CPU), ~5 min when loaded
+        "eval_every": 1_000,
+        "checkpoint_every_s": 30,
+    },
+    "atari-debug": {
+        "num_envs": 4,
+        "capacity": 400,  # 100 steps per env; window 5 + 5 + 4 = 14
+        "steps": 4_000,  # 10x capacity: ~3.5 min at ~20 env steps/s (idle CPU), ~11 min at ~6 (loaded)
+        "eval_every": 400,
+        "checkpoint_every_s": 30,
+    },
+}
+
+
+# ----------------------------------------------------------------------------- /proc
+
+
+def _status(pid: int) -> dict:
+    out = {}
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if key in ("VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile"):
+                    out[key] = int(value.split()[0])  # kB (Threads: a count)
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return {}
+    return out
+
+
+def _descendants(pid: int) -> list[int]:
+    found, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{p}/task")
+        except FileNotFoundError:
+            continue
+        for tid in tasks:
+            try:
+                with open(f"/proc/{p}/task/{tid}/children") as f:
+                    kids = [int(x) for x in f.read().split()]
+            except (FileNotFoundError, ProcessLookupError):
+                continue
+            found.extend(kids)
+            todo.extend(kids)
+    return found
+
+
+def _last_env_steps(path: str, state: dict) -> None:
+    """Reads the records appended to metrics.jsonl since the last call into ``state``."""
+    try:
+        with open(path) as f:
+            f.seek(state.get("offset", 0))
+            chunk = f.read()
+    except FileNotFoundError:
+        return
+    complete = chunk[: chunk.rfind("\n") + 1]
+    state["offset"] = state.get("offset", 0) + len(complete.encode())
+    for line in complete.splitlines():
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        state["env_steps"] = rec["env_steps"]
+        if "eval/return_mean" in rec:
+            state.setdefault("evals", []).append(rec["env_steps"])
+
+
+def _checkpoints(run_dir: str) -> list[int]:
+    d = os.path.join(run_dir, "checkpoints")
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    return sorted(int(n) for n in names if n.isdigit() and os.path.isfile(os.path.join(d, n, "meta.json")))
+
+
+# ----------------------------------------------------------------------------- one soak
+
+
+# Diagnostics: with --gc-log or --malloc-trim, train.py runs under this wrapper. --gc-log prints
+# every generation-2 garbage collection (objects freed) to stderr, so RSS drops can be matched to
+# them; --malloc-trim S calls glibc's malloc_trim(0) every S seconds from a thread, which hands
+# free heap pages back to the OS, so RSS then tracks memory in use rather than what the
+# allocator keeps.
+WRAPPER = (
+    "import gc, os, sys, runpy, threading, time, ctypes\n"
+    "if os.environ.get('SOAK_GC_LOG'):\n"
+    "    def cb(phase, info):\n"
+    "        if phase == 'stop' and info['generation'] == 2:\n"
+    "            print(f\"GCDIAG gen2 collected={info['collected']}\", file=sys.stderr, flush=True)\n"
+    "    gc.callbacks.append(cb)\n"
+    "if os.environ.get('SOAK_TRIM_S'):\n"
+    "    libc, every = ctypes.CDLL('libc.so.6'), float(os.environ['SOAK_TRIM_S'])\n"
+    "    def trim():\n"
+    "        while True:\n"
+    "            time.sleep(every)\n"
+    "            libc.malloc_trim(0)\n"
+    "    threading.Thread(target=trim, daemon=True).start()\n"
+    "sys.argv = sys.argv[1:]\n"
+    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
+)
+
+
+def _window_max(samples: list[dict], t0: float, t1: float) -> dict:
+    inside = [s for s in samples if t0 <= s["t"] <= t1]
+    return max(inside, key=lambda s: s["rss_kb"])
+
+
+def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: bool, tensorboard: bool,
+         window_s: float, gc_log: bool = False, malloc_trim_s: float | None = None) -> dict:
+    cmd = [
+        sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+        "--preset", preset, "--steps", str(spec["steps"]), "--run-dir", run_dir, "--no-progress",
+        "--replay.capacity", str(spec["capacity"]),
+        "--loop.eval_every", str(spec["eval_every"]),
+        "--loop.log_every_s", "0.5",
+        "--loop.checkpoint_every_s", str(spec["checkpoint_every_s"]),
+    ]
+    if not tensorboard:
+        cmd.append("--no-tensorboard")
+    wrapped = gc_log or malloc_trim_s is not None
+    if wrapped:
+        cmd = [sys.executable, "-c", WRAPPER, *cmd[1:]]
+    env = dict(os.environ)
+    prefix = []
+    if log_compiles:
+        env["JAX_LOG_COMPILES"] = "1"
+        prefix.append("JAX_LOG_COMPILES=1")
+    if gc_log:
+        env["SOAK_GC_LOG"] = "1"
+        prefix.append("SOAK_GC_LOG=1")
+    if malloc_trim_s is not None:
+        env["SOAK_TRIM_S"] = str(malloc_trim_s)
+        prefix.append(f"SOAK_TRIM_S={malloc_trim_s:g}")
+    full_at = (spec["capacity"] // spec["num_envs"]) * spec["num_envs"]
+
+    start = time.time()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    metrics_state: dict = {"env_steps": 0}
+    lines: list[tuple[float, str]] = []
+
+    def reader():
+        for line in proc.stdout:
+            lines.append((round(time.time() - start, 3), line.rstrip("\n")))
+
+    thread = threading.Thread(target=reader, daemon=True)
+    thread.start()
+
+    samples = []
+    metrics_path = os.path.join(run_dir, "metrics.jsonl")
+    while proc.poll() is None:
+        st = _status(proc.pid)
+        if "VmRSS" in st:  # a process that has exited (zombie) has no VmRSS line
+            kids = _descendants(proc.pid)
+            kid_rss = sum(_status(k).get("VmRSS", 0) for k in kids)
+            _last_env_steps(metrics_path, metrics_state)
+            ckpts = _checkpoints(run_dir)
+            samples.append({
+                "t": round(time.time() - start, 3),
+                "env_steps": metrics_state["env_steps"],
+                "rss_kb": st.get("VmRSS", 0) + kid_rss,
+                "rss_main_kb": st.get("VmRSS", 0),
+                "rss_anon_kb": st.get("RssAnon", 0),
+                "rss_file_kb": st.get("RssFile", 0),
+                "rss_children_kb": kid_rss,
+                "children": len(kids),
+                "threads": st.get("Threads", 0),
+                "evals_done": len(metrics_state.get("evals", [])),
+                "post_full_eval": any(e >= full_at for e in metrics_state.get("evals", [])),
+                "checkpoints": ckpts,
+            })
+        time.sleep(interval)
+    thread.join(timeout=10)
+    wall = time.time() - start
+    with open(os.path.join(run_dir, "train_output.log"), "w") as f:  # timestamped stdout + stderr of train.py
+        f.writelines(f"{t:9.3f} {line}\n" for t, line in lines)
+    if proc.returncode != 0:
+        tail = "\n".join(line for _, line in lines[-60:])
+        raise RuntimeError(f"{preset}: train.py exited with {proc.returncode}:\n{tail}")
+    _last_env_steps(metrics_path, metrics_state)
+
+    # The baseline: full buffer, a post-full evaluation finished, a post-full checkpoint committed.
+    base_i = next(
+        (i for i, s in enumerate(samples)
+         if s["env_steps"] >= full_at and s["post_full_eval"] and any(c >= full_at for c in s["checkpoints"])),
+        None,
+    )
+    if base_i is None:
+        raise RuntimeError(f"{preset}: no sample after the buffer was full plus a post-full eval and checkpoint")
+    base = samples[base_i]
+    # The training loop's last samples: before the last vector step is logged, i.e. before the
+    # end-of-run evaluation, save and teardown (closing the writers frees memory, which would flatter).
+    loop_end_i = max(i for i, s in enumerate(samples) if s["env_steps"] < spec["steps"])
+    loop_end = samples[loop_end_i]
+    if loop_end["t"] - base["t"] < 2 * window_s:
+        raise RuntimeError(f"{preset}: under {2 * window_s:.0f} s between the baseline and the end of the loop; run longer")
+    # RSS saw-tooths by a few percent within seconds (each train call's temporaries), so the
+    # compared values are the peaks over a window: [baseline, baseline + W] and [loop end - W, loop end].
+    base_w = _window_max(samples, base["t"], base["t"] + window_s)
+    final_w = _window_max(samples, loop_end["t"] - window_s, loop_end["t"])
+    last = samples[-1]
+    after = samples[base_i:]
+    in_loop = samples[base_i:loop_end_i + 1]
+    peak = max(after, key=lambda s: s["rss_kb"])
+    pct = lambda a, b: round(100.0 * (a["rss_kb"] - b["rss_kb"]) / b["rss_kb"], 2)  # noqa: E731
+    growth = pct(final_w, base_w)
+    full_i = next((i for i, s in enumerate(samples) if s["env_steps"] >= full_at), None)
+
+    # Least-squares slope of RSS (MiB) against env steps over the loop after the baseline, per 1,000 steps.
+    xs = [s["env_steps"] for s in in_loop]
+    ys = [s["rss_kb"] / 1024 for s in in_loop]
+    slope = None
+    if len(set(xs)) > 1:
+        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
+        slope = 1000 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    # Peak RSS in each quarter of the loop after the baseline (a leak rises quarter by quarter).
+    t0, t1 = base["t"], loop_end["t"]
+    quarters = [_window_max(samples, t0 + k * (t1 - t0) / 4, t0 + (k + 1) * (t1 - t0) / 4) for k in range(4)]
+    # Sudden releases: RSS falling by more than 100 MiB within 2 s (the allocator handing heap back).
+    releases = []
+    for i, s in enumerate(samples):
+        prev = [p for p in samples[max(0, i - 6):i] if s["t"] - p["t"] <= 2.0]
+        if prev and max(p["rss_kb"] for p in prev) - s["rss_kb"] > 100 * 1024:
+            if not releases or s["t"] - releases[-1]["t"] > 5.0:
+                releases.append({"t": s["t"], "env_steps": s["env_steps"], "rss_mib_before": None, "rss_mib_after": None})
+            releases[-1].update(rss_mib_before=round(max(p["rss_kb"] for p in prev) / 1024, 1),
+                                rss_mib_after=round(s["rss_kb"] / 1024, 1), t_end=s["t"])
+
+    # Steady state: the same comparison started after the last sudden release that came after the
+    # baseline (the allocator handing back one-time memory, which otherwise makes growth negative
+    # and would hide a leak in the window before it). Not defined if no such release left 2 W of loop.
+    post = [r for r in releases if r["t"] >= base["t"] and r["t_end"] <= loop_end["t"] - 2 * window_s]
+    steady_start = post[-1]["t_end"] if post else base["t"]
+    steady_w = _window_max(samples, steady_start, steady_start + window_s)
+    steady_growth = pct(final_w, steady_w)
+
+    compile_lines = [(t, l) for t, l in lines if "Compiling" in l or "Finished XLA compilation" in l]
+    post_base_compiles = [
+        {"t": t, "env_steps": _steps_at(samples, t), "line": l[:300]} for t, l in compile_lines if t > base["t"]
+    ]
+    gc_events = [
+        {"t": t, "env_steps": _steps_at(samples, t), "collected": int(l.split("collected=")[1].split()[0])}
+        for t, l in lines if l.startswith("GCDIAG")
+    ]
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    mib = lambda kb: round(kb / 1024, 1)  # noqa: E731
+    point = lambda s: {"t": s["t"], "env_steps": s["env_steps"], "rss_mib": mib(s["rss_kb"])}  # noqa: E731
+    command = " ".join(prefix + ["python"] + (["-c", "WRAPPER"] if wrapped else []) + cmd[3 if wrapped else 1:])
+    command = command.replace(ROOT + "/", "")
+    row = {
+        "preset": preset,
+        "command": command,
+        "replay_capacity": spec["capacity"],
+        "num_envs": spec["num_envs"],
+        "buffer_full_at_env_steps": full_at,
+        "env_steps": summary["env_steps"],
+        "capacity_multiple": round(summary["env_steps"] / full_at, 2),
+        "updates": summary["updates"],
+        "evaluations": summary["evaluations"],
+        "eval_env_steps": metrics_state.get("evals", []),
+        "checkpoints_seen": sorted({c for s in samples for c in s["checkpoints"]}),
+        "process_wall_clock_s": round(wall, 1),
+        "window_s": window_s,
+        "buffer_full_sample": point(samples[full_i]) if full_i is not None else None,
+        "baseline_sample": point(base),
+        "baseline": {**point(base_w), "window": [base["t"], round(base["t"] + window_s, 3)]},
+        "loop_end_sample": point(loop_end),
+        "final": {**point(final_w), "window": [round(loop_end["t"] - window_s, 3), loop_end["t"]]},
+        "last_sample": point(last),
+        "max_after_baseline": point(peak),
+        "peak_rss_whole_run_mib": mib(max(s["rss_kb"] for s in samples)),
+        "growth_pct": growth,
+        "max_growth_pct": pct(peak, base_w),
+        "single_sample_growth_pct": pct(last, base),
+        "steady": {**point(steady_w), "window": [steady_start, round(steady_start + window_s, 3)],
+                   "after_release": bool(post)},
+        "steady_growth_pct": steady_growth,
+        "quarter_peaks_mib": [mib(q["rss_kb"]) for q in quarters],
+        "slope_mib_per_1000_env_steps": round(slope, 3) if slope is not None else None,
+        "pass_growth": growth < GROWTH_LIMIT_PCT,
+        "pass_steady_growth": steady_growth < GROWTH_LIMIT_PCT,
+        "pass": growth < GROWTH_LIMIT_PCT and steady_growth < GROWTH_LIMIT_PCT,
+        "releases": releases,
+        "children_seen": max(s["children"] for s in samples),
+        "threads_baseline_loop_end": [base["threads"], loop_end["threads"]],
+        "compiles_total": sum("Finished XLA compilation" in l for _, l in compile_lines),
+        "compiles_after_baseline": post_base_compiles,
+        "samples": samples,
+    }
+    if gc_log:
+        row["gc_gen2"] = gc_events
+    return row
+
+
+def _steps_at(samples: list[dict], t: float) -> int:
+    steps = 0
+    for s in samples:
+        if s["t"] > t:
+            break
+        steps = s["env_steps"]
+    return steps
+
+
+def plot(row: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s = row["samples"]
+    fig, ax = plt.subplots(figsize=(9, 4.8))
+    ax.plot([x["env_steps"] for x in s], [x["rss_kb"] / 1024 for x in s], lw=0.8, label="RSS (process + children)")
+    ax.axvline(row["buffer_full_at_env_steps"], color="tab:red", ls="--", lw=1.5, label="buffer full")
+    ax.axvline(row["baseline_sample"]["env_steps"], color="tab:green", ls=":", lw=1.5,
+               label="baseline (full + post-full eval + checkpoint)")
+    base, final = row["baseline"]["rss_mib"], row["final"]["rss_mib"]
+    ax.axhline(base, color="tab:green", lw=0.8, label=f"baseline {base:.0f} MiB (peak over {row['window_s']:.0f} s)")
+    ax.axhline(base * (1 + GROWTH_LIMIT_PCT / 100), color="gray", ls="-.", lw=0.8, label="baseline + 5%")
+    if row["steady"]["after_release"]:
+        steady = row["steady"]["rss_mib"]
+        ax.axhline(steady, color="tab:cyan", lw=0.8, label=f"steady {steady:.0f} MiB (peak, {row['window_s']:.0f} s after release)")
+        ax.axhline(steady * (1 + GROWTH_LIMIT_PCT / 100), color="tab:cyan", ls="-.", lw=0.8, label="steady + 5%")
+    ax.plot([row["final"]["env_steps"]], [final], "k^", label=f"final {final:.0f} MiB (peak, last {row['window_s']:.0f} s of loop)")
+    for i, e in enumerate(row["eval_env_steps"]):
+        ax.axvline(e, color="tab:purple", alpha=0.3, lw=0.8, label="evaluation" if i == 0 else None)
+    for i, c in enumerate(row["checkpoints_seen"]):
+        ax.axvline(c, color="tab:orange", alpha=0.3, lw=0.8, label="checkpoint" if i == 0 else None)
+    for i, g in enumerate(row.get("gc_gen2", [])):
+        ax.axvline(g["env_steps"], color="black", alpha=0.5, lw=0.6, ls="--", label="gen-2 gc" if i == 0 else None)
+    ax.set_xlabel("env steps")
+    ax.set_ylabel("RSS (MiB)")
+    ax.set_ylim(bottom=0)
+    verdict = "PASS" if row["pass"] else "FAIL"
+    ax.set_title(f"{row['preset']}: replay capacity {row['replay_capacity']}, {row['capacity_multiple']:g}x capacity; "
+                 f"growth {row['growth_pct']:+.2f}%, steady growth {row['steady_growth_pct']:+.2f}% ({verdict})", fontsize=10)
+    ax.legend(fontsize=7, loc="lower right", ncol=2)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def machine() -> dict:
+    out = subprocess.run(
+        [sys.executable, "-c", "import jax, json; print(json.dumps({'jax': jax.__version__, "
+         "'jaxlib': __import__('jaxlib').__version__, 'devices': [str(d) for d in jax.devices()]}))"],
+        capture_output=True, text=True,
+    )
+    info = json.loads(out.stdout.strip().splitlines()[-1])
+    try:
+        load = os.getloadavg()
+    except OSError:
+        load = None
+    mem_total = None
+    with open("/proc/meminfo") as f:
+        for line in f:
+            if line.startswith("MemTotal:"):
+                mem_total = round(int(line.split()[1]) / 1024 / 1024, 1)
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "mem_total_gib": mem_total,
+        "python": platform.python_version(),
+        "load_average_at_end": load,
+        **info,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser.add_argument("--presets", nargs="+", default=list(SOAKS), choices=list(SOAKS))
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply the default run lengths")
+    parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")
+    parser.add_argument("--no-log-compiles", action="store_true", help="do not set JAX_LOG_COMPILES=1")
+    parser.add_argument("--no-tensorboard", action="store_true", help="run without TensorBoard writers")
+    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--tag", default="cpu", help="suffix of the JSON file name")
+    parser.add_argument("--keep-runs", default=None, help="keep run directories here")
+    parser.add_argument("--window-s", type=float, default=15.0, help="window over which baseline and final peaks are taken")
+    parser.add_argument("--gc-log", action="store_true", help="diagnostic: log generation-2 garbage collections")
+    parser.add_argument("--malloc-trim", type=float, default=None, metavar="S",
+                        help="diagnostic: call malloc_trim(0) in the training process every S seconds")
+    args = parser.parse_args()
+
+    run_root = args.keep_runs or tempfile.mkdtemp(prefix="memory_soak_")
+    os.makedirs(args.out, exist_ok=True)
+    rows = []
+    for preset in args.presets:
+        spec = dict(SOAKS[preset])
+        spec["steps"] = int(round(spec["steps"] * args.scale / spec["num_envs"])) * spec["num_envs"]
+        row = soak(preset, spec, os.path.join(run_root, preset), args.interval, not args.no_log_compiles,
+                   not args.no_tensorboard, args.window_s, args.gc_log, args.malloc_trim)
+        png = os.path.join(args.out, f"memory_soak_{preset}.png")
+        plot(row, png)
+        row["plot"] = os.path.relpath(png, ROOT)
+        rows.append(row)
+        print(f"{preset}: baseline {row['baseline']['rss_mib']} MiB at {row['baseline']['env_steps']} steps, "
+              f"final {row['final']['rss_mib']} MiB at {row['final']['env_steps']}, growth {row['growth_pct']:+.2f}% "
+              f"({'PASS' if row['pass'] else 'FAIL'}); quarter peaks {row['quarter_peaks_mib']} MiB; "
+              f"releases {[(r['env_steps'], r['rss_mib_before'], r['rss_mib_after']) for r in row['releases']]}; "
+              f"{len(row['compiles_after_baseline'])} compiles after baseline", flush=True)
+
+    header = (f"{'preset':>11} | {'capacity':>8} | {'steps':>6} | {'full at':>7} | {'baseline at':>11} | "
+              f"{'baseline MiB':>12} | {'final MiB':>9} | {'max MiB':>7} | {'growth':>7} | {'steady':>7} | {'MiB/1k steps':>12} | result")
+    print("\n" + header + "\n" + "-" * len(header))
+    for r in rows:
+        print(f"{r['preset']:>11} | {r['replay_capacity']:>8} | {r['env_steps']:>6} | {r['buffer_full_at_env_steps']:>7} | "
+              f"{r['baseline_sample']['env_steps']:>11} | {r['baseline']['rss_mib']:>12} | {r['final']['rss_mib']:>9} | "
+              f"{r['max_after_baseline']['rss_mib']:>7} | {r['growth_pct']:>+6.2f}% | {r['steady_growth_pct']:>+6.2f}% | "
+              f"{str(r['slope_mib_per_1000_env_steps']):>12} | {'PASS' if r['pass'] else 'FAIL'}")
+    result = {
+        "benchmark": "memory_soak",
+        "criterion": f"pass: growth_pct = (final - baseline) / baseline < {GROWTH_LIMIT_PCT}% AND "
+                     f"steady_growth_pct = (final - steady) / steady < {GROWTH_LIMIT_PCT}%",
+        "rss": "VmRSS of the train.py process from /proc/<pid>/status plus the VmRSS of its descendants, "
+               f"sampled every {args.interval} s",
+        "baseline_definition": "baseline_sample: the first sample with env_steps >= buffer full "
+                               "(capacity // num_envs * num_envs) taken after an evaluation logged at env_steps >= "
+                               "buffer full had finished and a checkpoint of a step >= buffer full had been committed; "
+                               f"baseline: the peak RSS over the {args.window_s:g} s starting at baseline_sample",
+        "final_definition": f"the peak RSS over the last {args.window_s:g} s of the training loop (samples before the "
+                            "last vector step is logged, so before the end-of-run evaluation, checkpoint and writer "
+                            "teardown); last_sample is the last sample while the process was alive",
+        "other_fields": "max_after_baseline: highest sample from baseline_sample to process exit; single_sample_growth_pct: "
+                        "last_sample vs baseline_sample; quarter_peaks_mib: peak RSS in each quarter of the loop after "
+                        "the baseline; slope: least squares of RSS on env steps over the loop after the baseline; "
+                        "releases: RSS falling by > 100 MiB within 2 s; steady: the peak over the window starting where the last "
+                        "release after baseline_sample ended (baseline_sample itself if none), so a one-time "
+                        "release of allocator-held memory cannot hide growth that comes before it",
+        "env_steps_source": "last record of metrics.jsonl (--loop.log_every_s 0.5)",
+        "tensorboard": not args.no_tensorboard,
+        "log_compiles": not args.no_log_compiles,
+        "diagnostics": {"gc_log": args.gc_log, "malloc_trim_s": args.malloc_trim},
+        "commit": commit(),
+        "machine": machine(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "runs": rows,
+        "all_pass": all(r["pass"] for r in rows),
+    }
+    write_result(args.out, f"memory_soak_{args.tag}.json", result, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
