@@ -10,7 +10,6 @@ import dataclasses
 import json
 import math
 import os
-import subprocess
 import time
 from typing import Any, Callable
 
@@ -22,24 +21,8 @@ from dreamer import checkpoint as ckpt_lib
 from dreamer import replay as replay_lib
 from dreamer.config import Config, to_dict
 from dreamer.learner import TrainState, init_train_state, make_act_fn, make_train_fn
-from dreamer.logger import Logger, truncate_metrics
+from dreamer.logger import Logger, git_commit, truncate_metrics
 from dreamer.networks import LearnedModel
-
-
-def git_commit() -> str:
-    """The commit of the code being run ("unknown" outside a git checkout)."""
-    here = os.path.dirname(os.path.abspath(__file__))
-    try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5
-        )
-        commit = out.stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=here, capture_output=True, text=True, timeout=5
-        ).stdout.strip()
-        return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
 
 
 def temperature_at(cfg: Config, env_steps: int) -> float:

@@ -1,26 +1,33 @@
-"""Small helpers the benchmark scripts share: the commit a result came from, and writing it."""
+"""Small helpers the benchmark scripts share: the commit and CPU a result came from, and writing it."""
 
 from __future__ import annotations
 
 import json
 import os
-import subprocess
+import platform
+from pathlib import Path
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def commit() -> str:
-    """Short HEAD hash, with ``-dirty`` when tracked files have uncommitted changes."""
-    out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=ROOT, capture_output=True, text=True)
-    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+from dreamer.logger import git_commit as commit  # noqa: F401  (the one commit helper; jax-free)
 
 
-def write_result(out_dir: str, name: str, record: dict, indent: int = 2) -> str:
-    """Writes ``record`` to ``<out_dir>/<name>`` (directories made as needed); returns the path."""
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def write_result(out_dir: str | os.PathLike, name: str, record: dict, indent: int = 2) -> str:
+    """Writes ``record`` as JSON to ``<out_dir>/<name>`` (directories made as needed; values
+    JSON does not know are written as ``str``); prints and returns the path."""
     os.makedirs(out_dir, exist_ok=True)
     path = os.path.join(out_dir, name)
     with open(path, "w") as f:
-        json.dump(record, f, indent=indent)
+        json.dump(record, f, indent=indent, default=str)
+        f.write("\n")
     print(f"wrote {path}")
     return path

@@ -64,7 +64,6 @@ import contextlib
 import dataclasses
 import datetime
 import functools
-import json
 import os
 import sys
 import time
@@ -83,6 +82,7 @@ import optax  # noqa: E402
 
 from agents.efficientzero.presets import get_preset  # noqa: E402
 from agents.loop import git_commit  # noqa: E402
+from benchmarks.common import write_result  # noqa: E402
 from benchmarks.throughput import (  # noqa: E402
     apply_overrides,
     device_tag,
@@ -90,7 +90,6 @@ from benchmarks.throughput import (  # noqa: E402
     randomize_heads,
     scale_overrides,
     stats,
-    time_calls,
 )
 from dreamer import replay as replay_lib  # noqa: E402
 from dreamer import targets as targets_lib  # noqa: E402
@@ -679,9 +678,9 @@ def main(argv=None) -> dict:
         "presets": results,
         "total_s": time.perf_counter() - started,
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"\nwrote {out_path} ({result['total_s']:.0f} s)")
+    print()
+    write_result(out_path.parent, out_path.name, result, indent=1)
+    print(f"total {result['total_s']:.0f} s")
     return result
 
 

@@ -58,6 +58,9 @@ from dreamer.config import NetworkConfig
 from dreamer.networks import LearnedModel
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.common import cpu_model  # noqa: E402
 SEARCHES = {"puct": 50, "gumbel": 16}  # simulations: EfficientZero / EfficientZero V2
 BATCHES = (1, 8, 64, 256, 1536)
 MAX_CALL_S = 30.0  # without --full, skip a batch whose time per call, extrapolated from the last one, exceeds this
@@ -257,16 +260,6 @@ def git_commit() -> str:
         return out.stdout.strip() + ("+dirty(dreamer/)" if dirty.stdout.strip() else "")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def machine_info() -> dict:

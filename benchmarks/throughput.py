@@ -58,7 +58,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
-import json
 import math
 import os
 import platform
@@ -79,6 +78,7 @@ import numpy as np  # noqa: E402
 
 from agents.efficientzero.presets import get_preset  # noqa: E402
 from agents.loop import Trainer, current_obs, git_commit  # noqa: E402
+from benchmarks.common import cpu_model, write_result  # noqa: E402
 from dreamer import replay as replay_lib  # noqa: E402
 from dreamer.config import Config, to_dict  # noqa: E402
 from dreamer.learner import make_batch  # noqa: E402
@@ -679,16 +679,6 @@ def device_tag() -> str:
     return kind or dev.platform
 
 
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def machine_info() -> dict:
     import flax
     import mctx
@@ -758,9 +748,9 @@ def main(argv=None) -> dict:
         "results": rows,
         "total_s": time.perf_counter() - started,
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"\nwrote {out_path} ({result['total_s']:.0f} s)")
+    print()
+    write_result(out_path.parent, out_path.name, result, indent=1)
+    print(f"total {result['total_s']:.0f} s")
     return result
 
 
