@@ -298,7 +298,7 @@ class Checkpointer:
     def __init__(self, run_dir: str | os.PathLike, *, keep: int = 2, config_key: str = "config", fsync: bool = True):
         if not isinstance(keep, int) or keep < 1:
             raise ValueError(f"Checkpointer keep must be an integer >= 1, got {keep!r}")
-        self.run_dir = Path(run_dir)
+        self.run_dir = Path(run_dir).absolute()  # orbax refuses relative paths
         self.directory = self.run_dir / CHECKPOINTS_DIR
         self.keep = keep
         self.config_key = config_key

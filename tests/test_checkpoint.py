@@ -144,6 +144,17 @@ def test_roundtrip_bitwise_concrete_and_abstract_targets(tmp_path):
     assert_bitwise(restored2, state)
 
 
+def test_relative_run_directory(tmp_path, monkeypatch):
+    """scripts/train.py's default run directory is relative (runs/...); orbax needs absolute paths."""
+    monkeypatch.chdir(tmp_path)
+    state = full_state(0)
+    ck = Checkpointer(os.path.join("runs", "rel"), keep=2)
+    path = ck.save(3, state, META)
+    assert path == tmp_path / "runs" / "rel" / "checkpoints" / "3"
+    restored, _ = Checkpointer("runs/rel").restore(full_state(1))
+    assert_bitwise(restored, state)
+
+
 def test_keep_last_k_and_timeline(tmp_path, caplog):
     ck = Checkpointer(tmp_path, keep=2)
     for step in range(1, 6):
