@@ -49,7 +49,6 @@ class PlannerConfig:
     # None picks "min_max" for pUCT and "completed_mix" for Gumbel.
     qtransform: str | None = None
     min_max_floor: float = 0.01  # EfficientZero's range floor for the min-max normalisation
-    value_prefix_horizon: int = 5  # prefix reset period (EfficientZero: 5)
     max_depth: int | None = None  # None: unbounded (up to num_simulations)
     max_num_considered_actions: int = 16  # Gumbel only
     gumbel_scale: float = 1.0  # Gumbel only
@@ -78,7 +77,7 @@ class PlannerConfig:
             f"PlannerConfig.num_simulations must be an integer >= 1, got {self.num_simulations!r}",
         )
         _unit(self, "discount", "dirichlet_fraction")
-        _positive(self, "dirichlet_alpha", "min_max_floor", "value_prefix_horizon", "max_num_considered_actions",
+        _positive(self, "dirichlet_alpha", "min_max_floor", "max_num_considered_actions",
                   "value_scale", "maxvisit_init")
         _require(
             self.max_depth is None or self.max_depth >= 1,
@@ -104,12 +103,13 @@ class NetworkConfig:
     value_support: tuple[float, float, int] = (-20.0, 20.0, 41)  # (low, high, bins) in h-space
     reward_support: tuple[float, float, int] = (-20.0, 20.0, 41)
     value_prefix: bool = True  # EfficientZero's LSTM value prefix instead of per-step reward
+    value_prefix_horizon: int = 5  # value-prefix reset period in unroll / search steps (EfficientZero: 5)
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
 
     def __post_init__(self):
         _choice(self, "kind", ("mlp", "conv"))
         _choice(self, "dtype", ("float32", "bfloat16"))
-        _positive(self, "latent_dim", "channels", "blocks", "reduced_channels", "lstm_hidden")
+        _positive(self, "latent_dim", "channels", "blocks", "reduced_channels", "lstm_hidden", "value_prefix_horizon")
         _positive(self, "projection_hidden", "projection_out", "predictor_hidden")
         for name in ("value_support", "reward_support"):
             low, high, bins = getattr(self, name)

@@ -1,15 +1,25 @@
-"""The learner: train state, optimiser and the jitted programs for acting and training.
+"""The learner: EfficientZero's update over any trainable world model and the device replay.
 
-``make_train_fn`` returns one function that scans ``updates_per_call`` updates, each
-``sample -> targets (reanalysis + target-param bootstraps) -> loss -> optax -> new
-priorities``, with no host round-trip inside. The caller jits it and donates the train
-and replay states. ``make_act_fn`` plans for all envs in one call.
+:class:`Learner` holds the model and the settings it needs and exposes each stage of an
+update as a pure function, so a profile or another agent can call them one by one:
+
+    sample -> targets -> observations -> bootstrap -> reanalyse -> assemble
+           -> loss and gradient -> optax -> new priorities
+
+``make_batch`` chains the batch stages, ``update`` does one whole update, and ``train``
+scans ``updates_per_call`` updates with no host round-trip inside. Nothing here calls
+``jax.jit``: the caller jits (donating the train and replay states).
+
+    learner = Learner(model, cfg.learner, cfg.replay, cfg.planner)
+    state = learner.init(jax.random.PRNGKey(0))
+    train = jax.jit(learner.train, donate_argnums=(0, 1))
+    state, replay, metrics = train(state, replay)
 """
 
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -18,10 +28,10 @@ import optax
 from dreamer import replay as replay_lib
 from dreamer import targets as targets_lib
 from dreamer.augment import augment
-from dreamer.config import Config, LearnerConfig
+from dreamer.config import LearnerConfig, PlannerConfig, ReplayConfig
 from dreamer.losses import TrainBatch, loss_fn
-from dreamer.networks import LearnedModel
 from dreamer.planner import plan
+from dreamer.world_model import TrainableWorldModel
 
 
 class TrainState(NamedTuple):
@@ -56,101 +66,136 @@ def make_optimizer(cfg: LearnerConfig) -> optax.GradientTransformation:
     return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm), inner)
 
 
-def init_train_state(model: LearnedModel, cfg: Config, rng: jnp.ndarray) -> TrainState:
-    init_rng, rng = jax.random.split(rng)
-    params = model.init(init_rng)
-    opt_state = make_optimizer(cfg.learner).init(params)
-    target_params = jax.tree_util.tree_map(jnp.copy, params)  # distinct buffers, so both can be donated
-    return TrainState(params, target_params, opt_state, jnp.zeros((), jnp.int32), rng)
+class Observations(NamedTuple):
+    """Stacked observations a batch needs: at the unroll positions and at the bootstraps."""
+
+    unroll: jnp.ndarray  # [B, K+1, *obs_shape]
+    bootstrap: jnp.ndarray  # [B, K+1, *obs_shape]
 
 
-def reanalyze_config(cfg: Config):
-    """The planner settings for reanalysis: those of acting (root noise included, as in EfficientZero)."""
-    return cfg.planner
+def _flat(x: jnp.ndarray) -> jnp.ndarray:
+    return x.reshape((-1, *x.shape[2:]))
 
 
-def make_batch(
-    model: LearnedModel,
-    cfg: Config,
-    params,
-    target_params,
-    replay: replay_lib.ReplayState,
-    rng: jnp.ndarray,
-    beta: jnp.ndarray,
-) -> tuple[TrainBatch, replay_lib.Window, dict]:
-    """Samples a window and builds its targets: bootstraps from ``target_params``, policy
-    targets re-searched with ``params`` for the first ``reanalyze_fraction`` of the batch."""
-    lc, rc = cfg.learner, cfg.replay
-    k_max, bsz = lc.unroll_steps, rc.batch_size
-    width = k_max + lc.td_steps + 1
-    sample_rng, search_rng = jax.random.split(rng)
-    window = replay_lib.sample(replay, sample_rng, bsz, width, alpha=rc.alpha, beta=beta)
-    tp = targets_lib.plan_targets(
-        window,
-        unroll_steps=k_max,
-        td_steps=lc.td_steps,
-        td_age_step=lc.td_age_step,
-        discount=cfg.planner.discount,
-        prefix_horizon=cfg.planner.value_prefix_horizon,
-    )
-    stack = rc.frame_stack
-    positions = window.start[:, None] + jnp.arange(k_max + 1)[None, :]
-    obs = replay_lib.stacked_frames(replay, window.env, positions, stack)  # [B, K+1, ...]
-    boot_abs = window.start[:, None] + tp.bootstrap_index
-    boot_obs = replay_lib.stacked_frames(replay, window.env, boot_abs, stack)
-    flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
-    boot_values = model.initial_inference(target_params, flat(boot_obs)).value.reshape(bsz, k_max + 1)
-    value = targets_lib.value_targets(tp, boot_values)
+@dataclasses.dataclass(frozen=True)
+class Learner:
+    """EfficientZero's learner for ``model`` (any :class:`~dreamer.world_model.TrainableWorldModel`).
 
-    policy = window.policy[:, : k_max + 1]
-    n_re = int(round(lc.reanalyze_fraction * bsz))
-    metrics = {}
-    if n_re > 0:
-        roots = flat(obs[:n_re])
-        out = plan(params, search_rng, roots, model=model, config=reanalyze_config(cfg))
-        fresh = out.action_weights.reshape(n_re, k_max + 1, -1)
-        policy = jnp.concatenate([fresh, policy[n_re:]], axis=0)
-        metrics["search/reanalyze_root_value"] = jnp.mean(out.root_value)
-    batch = TrainBatch(
-        obs=obs,
-        action=window.action[:, :k_max],
-        value=value,
-        value_mask=tp.value_mask.astype(jnp.float32),
-        reward=tp.value_prefix if model.value_prefix else tp.reward,
-        reward_mask=tp.reward_mask.astype(jnp.float32),
-        policy=policy,
-        policy_mask=tp.in_episode.astype(jnp.float32),
-        weight=window.weight,
-    )
-    metrics["train/td_steps"] = jnp.mean(tp.td_steps.astype(jnp.float32))
-    return batch, window, metrics
+    ``planner`` gives the discount of the value targets and the reanalysis search settings.
+    """
 
+    model: TrainableWorldModel
+    learner: LearnerConfig
+    replay: ReplayConfig
+    planner: PlannerConfig
 
-def make_update_fn(model: LearnedModel, cfg: Config) -> Callable:
-    """One update on a sampled batch: ``(state, replay) -> (state, replay, metrics)``."""
-    lc, rc = cfg.learner, cfg.replay
-    optimizer = make_optimizer(lc)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    is_image = len(model.observation_shape) == 3
+    @property
+    def window(self) -> int:
+        """Replay steps per sample: the unroll, the TD horizon and the bootstrap position."""
+        return self.learner.unroll_steps + self.learner.td_steps + 1
 
-    def update(state: TrainState, replay: replay_lib.ReplayState):
-        rng, batch_rng, aug_rng = jax.random.split(state.rng, 3)
-        progress = jnp.minimum(1.0, state.step.astype(jnp.float32) / rc.beta_anneal_updates)
-        beta = rc.beta + (1.0 - rc.beta) * progress
-        batch, window, metrics = make_batch(model, cfg, state.params, state.target_params, replay, batch_rng, beta)
-        if lc.augment and is_image:
-            batch = batch._replace(obs=augment(aug_rng, batch.obs))
-        (loss, (loss_metrics, priorities)), grads = grad_fn(
-            state.params, model, batch, lc, cfg.planner.value_prefix_horizon
+    def init(self, rng: jnp.ndarray) -> TrainState:
+        init_rng, rng = jax.random.split(rng)
+        params = self.model.init(init_rng)
+        opt_state = make_optimizer(self.learner).init(params)
+        target_params = jax.tree_util.tree_map(jnp.copy, params)  # distinct buffers, so both can be donated
+        return TrainState(params, target_params, opt_state, jnp.zeros((), jnp.int32), rng)
+
+    # -- batch stages ------------------------------------------------------------------------
+    def sample(self, replay: replay_lib.ReplayState, rng: jnp.ndarray, beta: jnp.ndarray) -> replay_lib.Window:
+        """Windows of ``window`` steps at ``batch_size`` positions drawn by priority."""
+        rc = self.replay
+        return replay_lib.sample(replay, rng, rc.batch_size, self.window, alpha=rc.alpha, beta=beta)
+
+    def targets(self, window: replay_lib.Window) -> targets_lib.TargetPlan:
+        """Reward sums, bootstrap positions and masks (no network)."""
+        lc = self.learner
+        return targets_lib.plan_targets(
+            window,
+            unroll_steps=lc.unroll_steps,
+            td_steps=lc.td_steps,
+            td_age_step=lc.td_age_step,
+            discount=self.planner.discount,
+            prefix_horizon=self.model.value_prefix_horizon,
         )
+
+    def observations(self, replay: replay_lib.ReplayState, window: replay_lib.Window,
+                     plan_: targets_lib.TargetPlan) -> Observations:
+        """Frame stacks at the unroll positions and at the bootstrap positions."""
+        k_max, stack = self.learner.unroll_steps, self.replay.frame_stack
+        positions = window.start[:, None] + jnp.arange(k_max + 1)[None, :]
+        unroll = replay_lib.stacked_frames(replay, window.env, positions, stack)
+        boot = replay_lib.stacked_frames(replay, window.env, window.start[:, None] + plan_.bootstrap_index, stack)
+        return Observations(unroll, boot)
+
+    def bootstrap(self, target_params, boot_obs: jnp.ndarray) -> jnp.ndarray:
+        """Target-network values ``[B, K+1]`` at the bootstrap positions."""
+        values = self.model.initial_inference(target_params, _flat(boot_obs)).value
+        return values.reshape(boot_obs.shape[:2])
+
+    def reanalyse(self, params, rng: jnp.ndarray, obs: jnp.ndarray, policy: jnp.ndarray) -> tuple[jnp.ndarray, dict]:
+        """Fresh search policies ``[B, K+1, A]`` for the first ``reanalyze_fraction`` of the batch
+        (the rest keep the stored acting policies ``policy``)."""
+        bsz, width = obs.shape[:2]
+        n_re = int(round(self.learner.reanalyze_fraction * bsz))
+        if n_re == 0:
+            return policy, {}
+        out = plan(params, rng, _flat(obs[:n_re]), model=self.model, config=self.planner)
+        fresh = out.action_weights.reshape(n_re, width, -1)
+        return jnp.concatenate([fresh, policy[n_re:]], axis=0), {"search/reanalyze_root_value": jnp.mean(out.root_value)}
+
+    def assemble(self, window: replay_lib.Window, plan_: targets_lib.TargetPlan, obs: jnp.ndarray,
+                 boot_values: jnp.ndarray, policy: jnp.ndarray) -> TrainBatch:
+        """The loss's inputs from the stages' outputs."""
+        k_max = self.learner.unroll_steps
+        return TrainBatch(
+            obs=obs,
+            action=window.action[:, :k_max],
+            value=targets_lib.value_targets(plan_, boot_values),
+            value_mask=plan_.value_mask.astype(jnp.float32),
+            reward=plan_.value_prefix if self.model.value_prefix else plan_.reward,
+            reward_mask=plan_.reward_mask.astype(jnp.float32),
+            policy=policy,
+            policy_mask=plan_.in_episode.astype(jnp.float32),
+            weight=window.weight,
+        )
+
+    def make_batch(self, params, target_params, replay: replay_lib.ReplayState, rng: jnp.ndarray,
+                   beta: jnp.ndarray) -> tuple[TrainBatch, replay_lib.Window, dict]:
+        """All batch stages: bootstraps from ``target_params``, policies re-searched with ``params``."""
+        sample_rng, search_rng = jax.random.split(rng)
+        window = self.sample(replay, sample_rng, beta)
+        plan_ = self.targets(window)
+        obs = self.observations(replay, window, plan_)
+        boot_values = self.bootstrap(target_params, obs.bootstrap)
+        policy, metrics = self.reanalyse(params, search_rng, obs.unroll, window.policy[:, : self.learner.unroll_steps + 1])
+        metrics["train/td_steps"] = jnp.mean(plan_.td_steps.astype(jnp.float32))
+        return self.assemble(window, plan_, obs.unroll, boot_values, policy), window, metrics
+
+    # -- updates -----------------------------------------------------------------------------
+    def beta(self, step: jnp.ndarray) -> jnp.ndarray:
+        """Importance-weight exponent, annealed linearly to 1."""
+        rc = self.replay
+        progress = jnp.minimum(1.0, step.astype(jnp.float32) / rc.beta_anneal_updates)
+        return rc.beta + (1.0 - rc.beta) * progress
+
+    def update(self, state: TrainState, replay: replay_lib.ReplayState):
+        """One update: ``(state, replay) -> (state, replay, metrics)``."""
+        lc = self.learner
+        optimizer = make_optimizer(lc)
+        rng, batch_rng, aug_rng = jax.random.split(state.rng, 3)
+        beta = self.beta(state.step)
+        batch, window, metrics = self.make_batch(state.params, state.target_params, replay, batch_rng, beta)
+        if lc.augment and len(self.model.observation_shape) == 3:
+            batch = batch._replace(obs=augment(aug_rng, batch.obs))
+        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+        (_, (loss_metrics, priorities)), grads = grad_fn(state.params, self.model, batch, lc)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         step = state.step + 1
         refresh = step % lc.target_update_interval == 0
-        target_params = jax.tree_util.tree_map(
-            lambda new, old: jnp.where(refresh, new, old), params, state.target_params
-        )
-        replay = replay_lib.update_priorities(replay, window.env, window.start, priorities, rc.priority_eps)
+        target_params = jax.tree_util.tree_map(lambda new, old: jnp.where(refresh, new, old), params, state.target_params)
+        replay = replay_lib.update_priorities(replay, window.env, window.start, priorities, self.replay.priority_eps)
         metrics = {
             **metrics,
             **loss_metrics,
@@ -161,43 +206,13 @@ def make_update_fn(model: LearnedModel, cfg: Config) -> Callable:
         }
         return TrainState(params, target_params, opt_state, step, rng), replay, metrics
 
-    return update
+    def train(self, state: TrainState, replay: replay_lib.ReplayState):
+        """``updates_per_call`` updates scanned: ``(state, replay) -> (state, replay, mean metrics)``."""
 
-
-def make_train_fn(model: LearnedModel, cfg: Config) -> Callable:
-    """``updates_per_call`` updates scanned: ``(state, replay) -> (state, replay, mean metrics)``.
-
-    Jit it with ``donate_argnums=(0, 1)``.
-    """
-    update = make_update_fn(model, cfg)
-
-    def train(state: TrainState, replay: replay_lib.ReplayState):
         def body(carry, _):
             s, r = carry
-            s, r, m = update(s, r)
+            s, r, m = self.update(s, r)
             return (s, r), m
 
-        (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=cfg.learner.updates_per_call)
+        (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=self.learner.updates_per_call)
         return state, replay, jax.tree_util.tree_map(jnp.mean, metrics)
-
-    return train
-
-
-class ActOutput(NamedTuple):
-    action: jnp.ndarray  # [N]
-    policy: jnp.ndarray  # [N, A] search policy
-    root_value: jnp.ndarray  # [N]
-    predicted_value: jnp.ndarray  # [N]
-
-
-def make_act_fn(model: LearnedModel, cfg: Config, *, evaluation: bool = False) -> Callable:
-    """``act(params, rng, obs, temperature) -> ActOutput``; evaluation turns root noise off."""
-    planner_cfg = cfg.planner
-    if evaluation:
-        planner_cfg = dataclasses.replace(planner_cfg, dirichlet_fraction=0.0)
-
-    def act(params, rng, obs, temperature):
-        out = plan(params, rng, obs, model=model, config=planner_cfg, temperature=temperature)
-        return ActOutput(out.action, out.action_weights, out.root_value, out.predicted_value)
-
-    return act

@@ -20,7 +20,7 @@ import jax
 import jax.numpy as jnp
 
 from dreamer.config import LearnerConfig
-from dreamer.networks import LearnedModel
+from dreamer.world_model import TrainableWorldModel, clear_memory, starts_prefix_segment
 
 
 class TrainBatch(NamedTuple):
@@ -53,13 +53,15 @@ def scale_gradient(x, scale: float):
     return jax.tree_util.tree_map(lambda t: t * scale + jax.lax.stop_gradient(t) * (1.0 - scale), x)
 
 
-def loss_fn(params, model: LearnedModel, batch: TrainBatch, cfg: LearnerConfig, prefix_horizon: int):
-    """Returns ``(loss, (metrics, priorities [B], value_prediction [B]))``."""
+def loss_fn(params, model: TrainableWorldModel, batch: TrainBatch, cfg: LearnerConfig):
+    """Returns ``(loss, (metrics, priorities [B]))``.
+
+    ``model`` is any :class:`~dreamer.world_model.TrainableWorldModel`; only its declared
+    functions and supports are used.
+    """
     bsz, k_max = batch.action.shape
-    obs0 = batch.obs[:, 0]
-    latent = model.represent(params, obs0)
-    carry = model.initial_carry(bsz)
-    v_logits, p_logits = model.predict_logits(params, latent)
+    state = model.represent(params, batch.obs[:, 0])
+    v_logits, p_logits = model.predict(params, state)
     value_pred0 = model.value_support.decode_logits(v_logits)
 
     value_t = model.value_support.encode(batch.value)  # [B, K+1, bins]
@@ -69,27 +71,26 @@ def loss_fn(params, model: LearnedModel, batch: TrainBatch, cfg: LearnerConfig, 
 
     # Targets for the consistency loss: latents of the real observations, no gradient.
     later = batch.obs[:, 1:].reshape((bsz * k_max, *batch.obs.shape[2:]))
-    target_latent = jax.lax.stop_gradient(model.represent(params, later))
-    target_proj = jax.lax.stop_gradient(model.project(params, target_latent, with_predictor=False))
+    target_state = jax.lax.stop_gradient(model.represent(params, later))
+    target_proj = jax.lax.stop_gradient(model.project(params, target_state, with_predictor=False))
     target_proj = target_proj.reshape(bsz, k_max, -1)
 
-    def step(carry_in, xs):
-        latent, carry = carry_in
+    def step(state, xs):
         k, action, value_k, policy_k, reward_k, vmask, pmask, rmask, tproj = xs
         if model.value_prefix:
-            reset = (k > 1) & ((k - 1) % prefix_horizon == 0)
-            carry = jax.tree_util.tree_map(lambda c: jnp.where(reset, jnp.zeros_like(c), c), carry)
-        latent, carry, r_logits = model.dynamics_logits(params, latent, carry, action)
-        latent = scale_gradient(latent, 0.5)
-        v_logits, p_logits = model.predict_logits(params, latent)
-        pred_proj = model.project(params, latent, with_predictor=True)
+            reset = starts_prefix_segment(k, model.value_prefix_horizon)
+            state = jax.tree_util.tree_map(lambda new, old: jnp.where(reset, new, old), clear_memory(state), state)
+        state, r_logits = model.dynamics(params, state, action)
+        state = state._replace(latent=scale_gradient(state.latent, 0.5))
+        v_logits, p_logits = model.predict(params, state)
+        pred_proj = model.project(params, state, with_predictor=True)
         losses = (
             cross_entropy(v_logits, value_k) * vmask,
             cross_entropy(p_logits, policy_k) * pmask,
             cross_entropy(r_logits, reward_k) * rmask,
             negative_cosine(pred_proj, tproj) * pmask,
         )
-        return (latent, carry), losses
+        return state, losses
 
     time_major = lambda x: jnp.swapaxes(x, 0, 1)  # noqa: E731
     xs = (
@@ -103,7 +104,7 @@ def loss_fn(params, model: LearnedModel, batch: TrainBatch, cfg: LearnerConfig, 
         time_major(batch.reward_mask),
         time_major(target_proj),
     )
-    _, (v_l, p_l, r_l, c_l) = jax.lax.scan(step, (latent, carry), xs)
+    _, (v_l, p_l, r_l, c_l) = jax.lax.scan(step, state, xs)
     value_loss = value_loss + jnp.sum(v_l, 0)
     policy_loss = policy_loss + jnp.sum(p_l, 0)
     reward_loss = jnp.sum(r_l, 0)

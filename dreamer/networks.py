@@ -1,11 +1,14 @@
-"""EfficientZero's networks in flax, and :class:`LearnedModel`, the learned world model.
+"""EfficientZero's networks in flax, and :class:`EfficientZeroModel`, the learned world model.
 
-Two families share one interface:
+Two network families implement one interface (``represent``, ``predict``, ``dynamics``,
+``project``) over a shared trunk (value-prefix LSTM, reward head, SimSiam projection):
 
-* ``mlp``: vector observations (CartPole and other gymnasium control tasks).
-* ``conv``: EfficientZero's Atari ResNet. A downsampling representation takes a
+* :class:`MLPNet`: vector observations (CartPole and other gymnasium control tasks).
+* :class:`ConvNet`: EfficientZero's Atari ResNet. A downsampling representation takes a
   ``96 x 96`` frame stack to a ``6 x 6 x 64`` latent; dynamics with a residual block and
   the value-prefix LSTM; prediction heads on ``reduced_channels`` 1x1 convolutions.
+
+:data:`FAMILIES` maps ``NetworkConfig.kind`` to its class; nothing else branches on it.
 
 Normalisation: EfficientZero uses batch norm. We use layer norm instead: it keeps the
 networks pure functions of ``params`` (no batch statistics to carry through acting,
@@ -25,7 +28,7 @@ import jax.numpy as jnp
 
 from dreamer.config import NetworkConfig
 from dreamer.scalar import Support
-from dreamer.world_model import InitialOutput, RecurrentOutput
+from dreamer.world_model import LatentState, LearnedWorldModel
 
 
 def _dtype(cfg: NetworkConfig):
@@ -94,76 +97,46 @@ class ConvRepresentation(nn.Module):
         return x
 
 
-class EfficientZeroNet(nn.Module):
-    """All of the model's parameters: representation, dynamics, reward, prediction, projection."""
+class _Net(nn.Module):
+    """The parts every family shares: value-prefix LSTM, reward head, projection, predictor.
+
+    A family's ``setup_family`` builds its representation, dynamics and prediction layers;
+    ``_trunk_latent`` / ``_head_inputs`` / ``_reward_input`` say how they are wired.
+    """
 
     cfg: NetworkConfig
     num_actions: int
 
     def setup(self):
         cfg, dt = self.cfg, _dtype(self.cfg)
-        vbins, rbins = cfg.value_support[2], cfg.reward_support[2]
-        if cfg.kind == "mlp":
-            self.repr_net = MLP(cfg.hidden, cfg.latent_dim, dt)
-            self.dyn_net = MLP(cfg.hidden, cfg.latent_dim, dt)
-            self.value_head = MLP(cfg.head_hidden, vbins, dt, zero_last=True)
-            self.policy_head = MLP(cfg.head_hidden, self.num_actions, dt, zero_last=True)
-        else:
-            self.repr_net = ConvRepresentation(cfg.channels, cfg.blocks, dt)
-            self.dyn_conv = nn.Conv(cfg.channels, (3, 3), use_bias=False, dtype=dt)
-            self.dyn_norm = nn.LayerNorm(dtype=dt)
-            self.dyn_blocks = [ResBlock(cfg.channels, dt) for _ in range(cfg.blocks)]
-            self.value_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
-            self.policy_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
-            self.reward_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
-            self.value_head = MLP(cfg.head_hidden, vbins, dt, zero_last=True)
-            self.policy_head = MLP(cfg.head_hidden, self.num_actions, dt, zero_last=True)
+        self.setup_family()
         if cfg.value_prefix:
             self.lstm = nn.OptimizedLSTMCell(cfg.lstm_hidden, dtype=dt)
             self.lstm_norm = nn.LayerNorm(dtype=dt)
-        self.reward_head = MLP(cfg.head_hidden, rbins, dt, zero_last=True)
+        self.reward_head = MLP(cfg.head_hidden, cfg.reward_support[2], dt, zero_last=True)
         self.projection = MLP((cfg.projection_hidden, cfg.projection_hidden), cfg.projection_out, dt)
         self.predictor = MLP((cfg.predictor_hidden,), cfg.projection_out, dt)
 
-    # -- pieces --------------------------------------------------------------------------
+    def setup_family(self):
+        raise NotImplementedError
+
     def represent(self, obs):
-        """``[B, *obs_shape]`` -> latent ``[B, D]`` (mlp) or ``[B, 6, 6, C]`` (conv)."""
-        if self.cfg.kind == "mlp":
-            obs = obs.reshape(obs.shape[0], -1).astype(_dtype(self.cfg))
-        return normalize_latent(self.repr_net(obs))
+        """``[B, *obs_shape]`` -> latent."""
+        raise NotImplementedError
 
     def predict(self, latent):
         """latent -> (value logits ``[B, bins]``, policy logits ``[B, A]``), float32."""
-        if self.cfg.kind == "mlp":
-            v_in = p_in = latent
-        else:
-            b = latent.shape[0]
-            v_in = nn.relu(self.value_reduce(latent)).reshape(b, -1)
-            p_in = nn.relu(self.policy_reduce(latent)).reshape(b, -1)
+        v_in, p_in = self._head_inputs(latent)
         return self.value_head(v_in).astype(jnp.float32), self.policy_head(p_in).astype(jnp.float32)
 
-    def dynamics(self, latent, carry, action):
+    def dynamics(self, latent, memory, action):
         """(latent, LSTM carry, action ``[B]``) -> (next latent, next carry, reward logits)."""
-        dt = _dtype(self.cfg)
-        if self.cfg.kind == "mlp":
-            a = jax.nn.one_hot(action, self.num_actions, dtype=dt)
-            nxt = normalize_latent(latent + self.dyn_net(jnp.concatenate([latent, a], -1)))
-            r_in = nxt
-        else:
-            b, hh, ww, _ = latent.shape
-            plane = jnp.broadcast_to(
-                (action.astype(dt) / self.num_actions)[:, None, None, None], (b, hh, ww, 1)
-            )
-            x = self.dyn_conv(jnp.concatenate([latent, plane], -1))
-            x = nn.relu(self.dyn_norm(x) + latent)
-            for block in self.dyn_blocks:
-                x = block(x)
-            nxt = normalize_latent(x)
-            r_in = nn.relu(self.reward_reduce(nxt)).reshape(b, -1)
+        nxt = self._next_latent(latent, action)
+        r_in = self._reward_input(nxt)
         if self.cfg.value_prefix:
-            carry, r_feat = self.lstm(carry, r_in)
+            memory, r_feat = self.lstm(memory, r_in)
             r_in = nn.relu(self.lstm_norm(r_feat))
-        return nxt, carry, self.reward_head(r_in).astype(jnp.float32)
+        return nxt, memory, self.reward_head(r_in).astype(jnp.float32)
 
     def project(self, latent, with_predictor: bool = True):
         """SimSiam projection (and predictor) of a latent: ``[B, projection_out]``."""
@@ -175,42 +148,105 @@ class EfficientZeroNet(nn.Module):
     def __call__(self, obs, action):
         """Touches every parameter once (used by ``init``)."""
         latent = self.represent(obs)
-        carry = initial_carry(self.cfg, obs.shape[0])
-        nxt, carry, r = self.dynamics(latent, carry, action)
+        nxt, _, r = self.dynamics(latent, initial_memory(self.cfg, obs.shape[0]), action)
         v, p = self.predict(nxt)
         return v, p, r, self.project(nxt)
 
 
+class MLPNet(_Net):
+    """Vector observations: MLP representation and residual MLP dynamics on a ``[B, D]`` latent."""
 
-def initial_carry(cfg: NetworkConfig, batch: int):
-    """Zero LSTM carry ``(c, h)``, each ``[B, lstm_hidden]`` (``[B, 1]`` without value prefix)."""
-    h = cfg.lstm_hidden if cfg.value_prefix else 1
+    def setup_family(self):
+        cfg, dt = self.cfg, _dtype(self.cfg)
+        self.repr_net = MLP(cfg.hidden, cfg.latent_dim, dt)
+        self.dyn_net = MLP(cfg.hidden, cfg.latent_dim, dt)
+        self.value_head = MLP(cfg.head_hidden, cfg.value_support[2], dt, zero_last=True)
+        self.policy_head = MLP(cfg.head_hidden, self.num_actions, dt, zero_last=True)
+
+    def represent(self, obs):
+        obs = obs.reshape(obs.shape[0], -1).astype(_dtype(self.cfg))
+        return normalize_latent(self.repr_net(obs))
+
+    def _head_inputs(self, latent):
+        return latent, latent
+
+    def _next_latent(self, latent, action):
+        a = jax.nn.one_hot(action, self.num_actions, dtype=_dtype(self.cfg))
+        return normalize_latent(latent + self.dyn_net(jnp.concatenate([latent, a], -1)))
+
+    def _reward_input(self, latent):
+        return latent
+
+
+class ConvNet(_Net):
+    """Images: EfficientZero's ResNet on a ``[B, h, w, C]`` latent; the action enters as a plane."""
+
+    def setup_family(self):
+        cfg, dt = self.cfg, _dtype(self.cfg)
+        self.repr_net = ConvRepresentation(cfg.channels, cfg.blocks, dt)
+        self.dyn_conv = nn.Conv(cfg.channels, (3, 3), use_bias=False, dtype=dt)
+        self.dyn_norm = nn.LayerNorm(dtype=dt)
+        self.dyn_blocks = [ResBlock(cfg.channels, dt) for _ in range(cfg.blocks)]
+        self.value_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
+        self.policy_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
+        self.reward_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
+        self.value_head = MLP(cfg.head_hidden, cfg.value_support[2], dt, zero_last=True)
+        self.policy_head = MLP(cfg.head_hidden, self.num_actions, dt, zero_last=True)
+
+    def represent(self, obs):
+        return normalize_latent(self.repr_net(obs))
+
+    def _head_inputs(self, latent):
+        b = latent.shape[0]
+        return (nn.relu(self.value_reduce(latent)).reshape(b, -1),
+                nn.relu(self.policy_reduce(latent)).reshape(b, -1))
+
+    def _next_latent(self, latent, action):
+        dt = _dtype(self.cfg)
+        b, hh, ww, _ = latent.shape
+        plane = jnp.broadcast_to((action.astype(dt) / self.num_actions)[:, None, None, None], (b, hh, ww, 1))
+        x = self.dyn_conv(jnp.concatenate([latent, plane], -1))
+        x = nn.relu(self.dyn_norm(x) + latent)
+        for block in self.dyn_blocks:
+            x = block(x)
+        return normalize_latent(x)
+
+    def _reward_input(self, latent):
+        return nn.relu(self.reward_reduce(latent)).reshape(latent.shape[0], -1)
+
+
+FAMILIES: dict[str, type[_Net]] = {"mlp": MLPNet, "conv": ConvNet}
+OBSERVATION_RANK = {"mlp": 1, "conv": 3}  # [D] vectors, [H, W, C] images
+
+
+def initial_memory(cfg: NetworkConfig, batch: int):
+    """Zero LSTM carry ``(c, h)``, each ``[B, lstm_hidden]``; ``()`` without a value prefix."""
+    if not cfg.value_prefix:
+        return ()
     dt = _dtype(cfg)
-    return (jnp.zeros((batch, h), dt), jnp.zeros((batch, h), dt))
+    return (jnp.zeros((batch, cfg.lstm_hidden), dt), jnp.zeros((batch, cfg.lstm_hidden), dt))
 
 
-class LearnedModel:
-    """The learned world model: a :class:`~dreamer.world_model.WorldModel` over flax params.
+class EfficientZeroModel(LearnedWorldModel):
+    """EfficientZero's learned world model over flax params (a :class:`TrainableWorldModel`).
 
-    The planner's state is ``(latent, lstm_carry)``. ``*_logits`` methods return the raw
-    categorical outputs the losses need; the ``*_inference`` methods decode them.
+    Its state is ``LatentState(latent, memory)``, the memory being the value-prefix LSTM
+    carry. Planning (``initial_inference`` / ``recurrent_inference``) comes from
+    :class:`~dreamer.world_model.LearnedWorldModel`.
     """
 
     def __init__(self, cfg: NetworkConfig, observation_shape: tuple[int, ...], num_actions: int, observation_dtype=None):
-        if cfg.kind == "conv" and len(observation_shape) != 3:
-            raise ValueError(
-                f"the conv network expects image observations [H, W, C], got shape {tuple(observation_shape)}"
-            )
-        if cfg.kind == "mlp" and len(observation_shape) != 1:
-            raise ValueError(
-                f"the mlp network expects flat vector observations [D], got shape {tuple(observation_shape)}"
-            )
+        rank = OBSERVATION_RANK[cfg.kind]
+        if len(observation_shape) != rank:
+            kind = "image observations [H, W, C]" if rank == 3 else "flat vector observations [D]"
+            raise ValueError(f"the {cfg.kind} network expects {kind}, got shape {tuple(observation_shape)}")
         self.cfg = cfg
         self.num_actions = int(num_actions)
         self.observation_shape = tuple(int(s) for s in observation_shape)
         self.observation_dtype = observation_dtype
         self.value_prefix = cfg.value_prefix
-        self.net = EfficientZeroNet(cfg, self.num_actions)
+        self.value_prefix_horizon = cfg.value_prefix_horizon
+        self.net = FAMILIES[cfg.kind](cfg, self.num_actions)
         self.value_support = Support(*cfg.value_support)
         self.reward_support = Support(*cfg.reward_support)
 
@@ -219,40 +255,16 @@ class LearnedModel:
         obs = jnp.zeros((1, *self.observation_shape), dtype)
         return self.net.init(rng, obs, jnp.zeros((1,), jnp.int32))
 
-    # -- raw outputs (training) --------------------------------------------------------------
-    def represent(self, params, obs):
-        return self.net.apply(params, obs, method=EfficientZeroNet.represent)
+    def represent(self, params, obs) -> LatentState:
+        latent = self.net.apply(params, obs, method="represent")
+        return LatentState(latent, initial_memory(self.cfg, obs.shape[0]))
 
-    def predict_logits(self, params, latent):
-        return self.net.apply(params, latent, method=EfficientZeroNet.predict)
+    def predict(self, params, state: LatentState):
+        return self.net.apply(params, state.latent, method="predict")
 
-    def dynamics_logits(self, params, latent, carry, action):
-        return self.net.apply(params, latent, carry, action, method=EfficientZeroNet.dynamics)
+    def dynamics(self, params, state: LatentState, action):
+        latent, memory, r_logits = self.net.apply(params, state.latent, state.memory, action, method="dynamics")
+        return LatentState(latent, memory), r_logits
 
-    def project(self, params, latent, with_predictor: bool = True):
-        return self.net.apply(params, latent, with_predictor, method=EfficientZeroNet.project)
-
-    def initial_carry(self, batch: int):
-        return initial_carry(self.cfg, batch)
-
-    # -- the WorldModel contract ---------------------------------------------------------
-    def initial_inference(self, params, obs) -> InitialOutput:
-        latent = self.represent(params, obs)
-        v_logits, p_logits = self.predict_logits(params, latent)
-        state = (latent, self.initial_carry(obs.shape[0]))
-        return InitialOutput(state, self.value_support.decode_logits(v_logits), p_logits)
-
-    def recurrent_inference(self, params, state, action) -> RecurrentOutput:
-        latent, carry = state
-        nxt, carry, r_logits = self.dynamics_logits(params, latent, carry, action)
-        v_logits, p_logits = self.predict_logits(params, nxt)
-        return RecurrentOutput(
-            (nxt, carry),
-            self.reward_support.decode_logits(r_logits),
-            self.value_support.decode_logits(v_logits),
-            p_logits,
-        )
-
-    def reset_value_prefix(self, state):
-        latent, carry = state
-        return latent, jax.tree_util.tree_map(jnp.zeros_like, carry)
+    def project(self, params, state: LatentState, with_predictor: bool = True):
+        return self.net.apply(params, state.latent, with_predictor, method="project")

@@ -4,8 +4,8 @@ One call, :func:`plan`, serves acting and reanalysis. It wraps ``mctx`` and adds
 EfficientZero needs and mctx does not have:
 
 * the value prefix turned into per-step rewards inside ``recurrent_fn`` (difference of
-  consecutive prefixes, the prefix memory carried in the embedding and reset every
-  ``value_prefix_horizon`` steps);
+  consecutive prefixes, the prefix memory carried in the embedding and reset where
+  :func:`~dreamer.world_model.starts_prefix_segment` says);
 * EfficientZero's tree-wide min-max normalisation of Q-values with a range floor, as a
   custom qtransform (:func:`min_max_qtransform`).
 
@@ -24,7 +24,7 @@ import mctx
 import numpy as np
 
 from dreamer.config import PlannerConfig
-from dreamer.world_model import InitialOutput, Params, WorldModel
+from dreamer.world_model import InitialOutput, Params, WorldModel, starts_prefix_segment
 
 
 class PlanOutput(NamedTuple):
@@ -41,8 +41,8 @@ class Embedding(NamedTuple):
     """What mctx carries per node: the model state plus the value-prefix bookkeeping."""
 
     state: Any  # the model's latent state pytree
-    prev_prefix: jnp.ndarray  # [B] value prefix of the parent (0 right after a reset)
-    steps: jnp.ndarray  # [B] int32 steps since the last prefix reset
+    prefix: jnp.ndarray  # [B] the node's value prefix (0 at the root)
+    depth: jnp.ndarray  # [B] int32 steps from the root
 
 
 # ---------------------------------------------------------------------------------------
@@ -55,8 +55,8 @@ def make_root(initial: InitialOutput) -> mctx.RootFnOutput:
     batch = value.shape[0]
     embedding = Embedding(
         state=initial.state,
-        prev_prefix=jnp.zeros((batch,), jnp.float32),
-        steps=jnp.zeros((batch,), jnp.int32),
+        prefix=jnp.zeros((batch,), jnp.float32),
+        depth=jnp.zeros((batch,), jnp.int32),
     )
     return mctx.RootFnOutput(
         prior_logits=jnp.asarray(initial.policy_logits, jnp.float32), value=value, embedding=embedding
@@ -76,41 +76,35 @@ def _select(mask: jnp.ndarray, a: Any, b: Any) -> Any:
 def make_recurrent_fn(model: WorldModel, config: PlannerConfig):
     """Builds mctx's ``recurrent_fn(params, rng, action, embedding)`` for ``model``.
 
-    For value-prefix models, the reward of an edge is ``prefix(child) - prefix(parent)``;
-    after ``config.value_prefix_horizon`` steps without a reset, the parent prefix is
-    taken as 0 and the model's prefix memory is cleared (``model.reset_value_prefix``),
-    as EfficientZero does in its tree.
+    For value-prefix models, the reward of an edge is ``prefix(child) - prefix(parent)``,
+    with the parent's prefix taken as 0 and the model's prefix memory cleared
+    (``model.reset_value_prefix``) where the edge starts a prefix segment
+    (:func:`~dreamer.world_model.starts_prefix_segment`), as EfficientZero does in its tree.
     """
     value_prefix = bool(getattr(model, "value_prefix", False))
-    horizon = config.value_prefix_horizon
+    horizon = int(getattr(model, "value_prefix_horizon", 1))
 
     def recurrent_fn(params: Params, rng: jnp.ndarray, action: jnp.ndarray, embedding: Embedding):
         del rng
-        out = model.recurrent_inference(params, embedding.state, action)
+        depth = embedding.depth + 1
+        state, parent_prefix = embedding.state, embedding.prefix
+        if value_prefix:
+            reset = starts_prefix_segment(depth, horizon)
+            state = _select(reset, model.reset_value_prefix(state), state)
+            parent_prefix = jnp.where(reset, 0.0, parent_prefix)
+        out = model.recurrent_inference(params, state, action)
         prefix = jnp.asarray(out.reward, jnp.float32)
         discount = jnp.full_like(prefix, config.discount)
         if out.discount is not None:
             discount = discount * jnp.asarray(out.discount, jnp.float32)
-        if value_prefix:
-            reward = prefix - embedding.prev_prefix
-            steps = embedding.steps + 1
-            reset = steps >= horizon
-            state = _select(reset, model.reset_value_prefix(out.state), out.state)
-            new_embedding = Embedding(
-                state=state,
-                prev_prefix=jnp.where(reset, 0.0, prefix),
-                steps=jnp.where(reset, 0, steps),
-            )
-        else:
-            reward = prefix
-            new_embedding = Embedding(out.state, embedding.prev_prefix, embedding.steps)
+        reward = prefix - parent_prefix if value_prefix else prefix
         step = mctx.RecurrentFnOutput(
             reward=reward,
             discount=discount,
             prior_logits=jnp.asarray(out.policy_logits, jnp.float32),
             value=jnp.asarray(out.value, jnp.float32),
         )
-        return step, new_embedding
+        return step, Embedding(out.state, prefix, depth)
 
     return recurrent_fn
 

@@ -28,6 +28,7 @@ from typing import NamedTuple
 import jax.numpy as jnp
 
 from dreamer.replay import Window
+from dreamer.world_model import starts_prefix_segment
 
 
 class TargetPlan(NamedTuple):
@@ -112,7 +113,7 @@ def plan_targets(
     reward_mask = value_mask_w[:, :k_max]
     prefixes, running = [], jnp.zeros((batch,), jnp.float32)
     for k in range(1, k_max + 1):
-        if (k - 1) % prefix_horizon == 0:
+        if starts_prefix_segment(k, prefix_horizon):
             running = jnp.zeros((batch,), jnp.float32)
         running = running + step_reward[:, k - 1]
         prefixes.append(running)

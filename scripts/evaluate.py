@@ -32,9 +32,12 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
-    from agents.loop import Trainer, evaluate, git_commit, make_envs
+    import agents.envs
+    from agents.efficientzero import make_agent
+    from agents.loop import EVAL_SEED_OFFSET, evaluate, restore_params
     from dreamer.checkpoint import CheckpointError
     from dreamer.config import from_dict
+    from dreamer.logger import git_commit
 
     config_path = os.path.join(args.run_dir, "config.json")
     if not os.path.exists(config_path):
@@ -47,28 +50,24 @@ def main(argv=None) -> int:
         if value is not None and value < 1:
             print(f"evaluate.py: error: --{name} must be >= 1, got {value}", file=sys.stderr)
             return 2
+    episodes = args.episodes or cfg.env.eval_episodes
+    env_cfg = dataclasses.replace(cfg.env, eval_episodes=episodes,
+                                  num_eval_envs=args.envs or min(episodes, cfg.env.num_eval_envs))
+    eval_envs = agents.envs.make(env_cfg, "eval", cfg.seed + EVAL_SEED_OFFSET)
+    agent = make_agent(cfg, eval_envs.spec)
     try:
-        trainer = Trainer(cfg, args.run_dir, progress=False, tensorboard=False, log=False)
+        params, counters = restore_params(agent, cfg, args.run_dir)
     except CheckpointError as e:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
-    if not trainer.resumed:
-        print(f"evaluate.py: error: no checkpoint in {args.run_dir!r}", file=sys.stderr)
-        return 2
-    eval_envs = trainer.eval_envs
-    if args.episodes is not None or args.envs is not None:  # the run's own config restores; only evaluation differs
-        episodes = args.episodes or cfg.env.eval_episodes
-        env_cfg = dataclasses.replace(cfg.env, eval_episodes=episodes, num_eval_envs=args.envs or min(episodes, cfg.env.num_eval_envs))
-        cfg = dataclasses.replace(cfg, env=env_cfg)
-        eval_envs = make_envs(cfg, evaluation=True, seed=cfg.seed + 10_000)
     start = time.time()
-    returns = evaluate(trainer._eval_act, trainer.state.params, eval_envs, cfg.env.eval_episodes, jax.random.PRNGKey(args.seed), args.seed)
+    returns = evaluate(jax.jit(agent.greedy), params, eval_envs, episodes, jax.random.PRNGKey(args.seed), args.seed)
     result = {
         "game": cfg.env.id,
         "preset": cfg.preset,
         "seed": cfg.seed,
-        "env_steps": trainer.counters.env_steps,
-        "updates": trainer.counters.updates,
+        "env_steps": counters["env_steps"],
+        "updates": counters["updates"],
         "episode_returns": returns,
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),

@@ -32,18 +32,21 @@ def main(argv=None) -> int:
     cfg, args = parse_config(sys.argv[1:] if argv is None else argv, prog, __doc__.split("\n")[1], extra)
 
     # Validate the env before any compute is spent.
-    from agents.envs.gym import EnvError
-    from agents.loop import Trainer, is_atari
+    import agents.envs
+    from agents.envs import EnvError
 
     try:
-        if not is_atari(cfg.env.id):
+        kind = agents.envs.family(cfg.env.id)
+        if kind == "gym":
             from agents.envs.gym import describe_spaces
 
             shape, _, _ = describe_spaces(cfg.env.id)
             if cfg.network.kind != "mlp":
                 raise EnvError(f"{cfg.env.id} has vector observations {shape}; preset {cfg.preset!r} uses the {cfg.network.kind} network")
         elif cfg.network.kind != "conv":
-            raise EnvError(f"{cfg.env.id} is an Atari game; preset {cfg.preset!r} uses the {cfg.network.kind} network (try --preset atari100k)")
+            what, preset = ("a MinAtar game", "minatar") if kind == "minatar" else ("an Atari game", "atari100k")
+            raise EnvError(f"{cfg.env.id} is {what} with image observations; preset {cfg.preset!r} uses the "
+                           f"{cfg.network.kind} network (try --preset {preset})")
     except EnvError as e:
         _fail(prog, str(e))
 
@@ -59,15 +62,17 @@ def main(argv=None) -> int:
     except OSError as e:
         _fail(prog, f"cannot write run directory {run_dir!r}: {e.strerror or e}")
 
-    from agents.loop import NonFiniteLossError
+    from agents.efficientzero import make_agent
+    from agents.loop import NonFiniteLossError, open_run
     from dreamer.checkpoint import CheckpointError
 
     print(f"run directory: {run_dir}", file=sys.stderr)
     try:
-        trainer = Trainer(cfg, run_dir, progress=not args.no_progress, tensorboard=not args.no_tensorboard)
-        if trainer.resumed:
-            print(f"resuming from {trainer.counters.env_steps} env steps, {trainer.counters.updates} updates", file=sys.stderr)
-        counters = trainer.run()
+        run = open_run(cfg, make_agent, agents.envs.make, run_dir, progress=not args.no_progress,
+                       tensorboard=not args.no_tensorboard)
+        if run.resumed:
+            print(f"resuming from {run.counters.env_steps} env steps, {run.counters.updates} updates", file=sys.stderr)
+        counters = run.run()
     except CheckpointError as e:
         _fail(prog, f"cannot resume from {run_dir!r}: {e}")
     except NonFiniteLossError as e:

@@ -93,12 +93,11 @@ def atari100k() -> Config:
             lstm_hidden=512,  # value-prefix LSTM hidden 512
             projection_hidden=1024, projection_out=1024, predictor_hidden=512,  # SimSiam 1024-1024, 512-1024
             value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601),  # 601 bins over [-300, 300]
-            value_prefix=True,
+            value_prefix=True, value_prefix_horizon=5,  # LSTM reset every 5 steps
         ),
         planner=PlannerConfig(
             search="puct", num_simulations=50, discount=0.997**4, pb_c_init=1.25, pb_c_base=19652.0,
             dirichlet_alpha=0.3, dirichlet_fraction=0.25, qtransform="min_max", min_max_floor=0.01,
-            value_prefix_horizon=5,
         ),
         replay=ReplayConfig(
             capacity=100_000, batch_size=256, alpha=0.6, beta=0.4, beta_anneal_updates=100_000,

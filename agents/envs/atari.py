@@ -32,7 +32,7 @@ The wrapper does the rest itself, because ale-py's built-ins do not match the pr
   ``noop_max=30`` gives 0..29), so we pass ``noop_max + 1`` to get 0..30 ("up to 30").
   EfficientZero's NoopResetEnv draws 1..30; the one-frame difference is immaterial.
 * Frame stacking: ale-py is run with ``stack_num=1``. The replay stores single frames
-  and stacks at sample time; for acting, :meth:`AtariEnvs.stacked_obs` keeps a rolling
+  and stacks at sample time; for acting, :meth:`AtariEnvs.observation` keeps a rolling
   stack that is refilled with an episode's first frame when the episode starts
   (EfficientZero's GameHistory does the same).
 * Fire reset: ale-py presses FIRE after every reset by default; EfficientZero, BBF
@@ -47,6 +47,8 @@ import re
 from typing import Any, Literal
 
 import numpy as np
+
+from agents.envs.base import EnvSpec
 
 # The 26 games of Atari-100k (PROTOCOL.md; reference/atari100k_scores.csv), spelled as
 # in the papers' tables.
@@ -182,7 +184,7 @@ class AtariEnvs:
       truncated describe the step that just ended; ``info["final_frames"][i]`` is the
       last frame of the ended episode (use it to bootstrap a truncated episode).
       terminated and truncated are never both True.
-    * ``stacked_obs() -> uint8 [N, H, W, C * frame_stack]``: the rolling stack for
+    * ``observation() -> uint8 [N, H, W, C * frame_stack]``: the rolling stack for
       acting, channels ordered oldest frame first (channel k * C + c is frame k's
       channel c). At the start of an episode the stack is filled with its first frame.
 
@@ -383,8 +385,14 @@ class AtariEnvs:
         }
         return frames, rewards.astype(np.float32), terminated, truncated, out_info
 
-    def stacked_obs(self) -> np.ndarray:
-        """uint8 [N, H, W, C * frame_stack], oldest frame first along channels."""
+    functional = None  # host-only (ale-py)
+
+    @property
+    def spec(self) -> EnvSpec:
+        return EnvSpec(self.num_actions, tuple(self.frame_shape), self.frame_dtype, self.frame_stack)
+
+    def observation(self) -> np.ndarray:
+        """The acting stack: uint8 [N, H, W, C * frame_stack], oldest frame first along channels."""
         n, s, h, w, c = self._stack.shape
         return np.ascontiguousarray(np.moveaxis(self._stack, 1, 3).reshape(n, h, w, s * c))
 

@@ -8,14 +8,28 @@ episode returns and lengths come back in ``info`` (``episode_returns``; per env:
 
 from __future__ import annotations
 
+import contextlib
 import difflib
+import warnings
 
 import gymnasium as gym
 import numpy as np
 
+from agents.envs.base import EnvError, EnvSpec
 
-class EnvError(ValueError):
-    """A user-facing problem with the requested env (unknown id, unsupported spaces)."""
+
+@contextlib.contextmanager
+def _quiet_deprecations():
+    """gymnasium warns on every ``make`` of an older version of an env (CartPole-v0, the
+    anchor of our CartPole comparison): the user chose that id, so the warning is noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*(out of date|deprecated).*")
+        yield
+
+
+def _make(env_id: str, **kwargs):
+    with _quiet_deprecations():
+        return gym.make(env_id, **kwargs)
 
 
 def check_env_id(env_id: str) -> None:
@@ -34,7 +48,7 @@ def describe_spaces(env_id: str) -> tuple[tuple[int, ...], np.dtype, int]:
     observation spaces other than a flat ``Box``.
     """
     check_env_id(env_id)
-    env = gym.make(env_id)
+    env = _make(env_id)
     try:
         act, obs = env.action_space, env.observation_space
     finally:
@@ -51,27 +65,38 @@ def describe_spaces(env_id: str) -> tuple[tuple[int, ...], np.dtype, int]:
 
 
 class GymEnvs:
-    """``num_envs`` copies of a gymnasium env stepped in lockstep (same-step autoreset)."""
+    """``num_envs`` copies of a gymnasium env stepped in lockstep (same-step autoreset).
 
-    frame_stack = 1
+    A :class:`~agents.envs.base.VectorEnv` (host-only: ``functional`` is ``None``).
+    """
+
+    functional = None
 
     def __init__(self, env_id: str, num_envs: int, seed: int, max_episode_steps: int | None = None):
-        self.frame_shape, self.frame_dtype, self.num_actions = describe_spaces(env_id)
+        frame_shape, frame_dtype, num_actions = describe_spaces(env_id)
+        self.spec = EnvSpec(num_actions=num_actions, frame_shape=frame_shape, frame_dtype=frame_dtype)
         kwargs = {} if max_episode_steps is None else {"max_episode_steps": max_episode_steps}
-        self.envs = [gym.make(env_id, **kwargs) for _ in range(num_envs)]
+        self.envs = [_make(env_id, **kwargs) for _ in range(num_envs)]
         self.num_envs = num_envs
         self.seed = seed
         self._returns = np.zeros(num_envs, np.float64)
         self._lengths = np.zeros(num_envs, np.int64)
+        self._frames = np.zeros((num_envs, *frame_shape), np.float32)
 
-    def reset(self) -> np.ndarray:
-        frames = [env.reset(seed=self.seed + i)[0] for i, env in enumerate(self.envs)]
+    def reset(self, seed: int | None = None) -> np.ndarray:
+        """Resets every env, env ``i`` seeded with ``seed + i`` (default: the constructor's seed)."""
+        seed = self.seed if seed is None else seed
+        frames = [env.reset(seed=seed + i)[0] for i, env in enumerate(self.envs)]
         self._returns[:] = 0
         self._lengths[:] = 0
-        return np.asarray(frames, np.float32)
+        self._frames = np.asarray(frames, np.float32)
+        return self._frames
+
+    def observation(self) -> np.ndarray:
+        return self._frames
 
     def step(self, actions: np.ndarray):
-        frames = np.empty((self.num_envs, *self.frame_shape), np.float32)
+        frames = np.empty((self.num_envs, *self.spec.frame_shape), np.float32)
         rewards = np.empty(self.num_envs, np.float32)
         terminated = np.empty(self.num_envs, bool)
         truncated = np.empty(self.num_envs, bool)
@@ -91,6 +116,7 @@ class GymEnvs:
                 obs, _ = env.reset()
             frames[i], rewards[i], terminated[i], truncated[i] = obs, r, term, trunc
         info = {"episode_returns": returns, "episode_lengths": lengths, "game_end": game_end, "game_return": game_return}
+        self._frames = frames
         return frames, rewards, terminated, truncated, info
 
     def close(self) -> None:

@@ -46,12 +46,8 @@ MAZE = [
 # Static search settings shared by every search in this file (one compile per kind).
 # No root noise and gumbel_scale 0 make the known-task searches deterministic.
 CONFIGS = {
-    "puct": PlannerConfig(
-        search="puct", num_simulations=32, discount=GAMMA, dirichlet_fraction=0.0, value_prefix_horizon=HORIZON
-    ),
-    "gumbel": PlannerConfig(
-        search="gumbel", num_simulations=16, discount=GAMMA, gumbel_scale=0.0, value_prefix_horizon=HORIZON
-    ),
+    "puct": PlannerConfig(search="puct", num_simulations=32, discount=GAMMA, dirichlet_fraction=0.0),
+    "gumbel": PlannerConfig(search="gumbel", num_simulations=16, discount=GAMMA, gumbel_scale=0.0),
 }
 
 
@@ -94,6 +90,9 @@ class PrefixTableModel(TableModel):
     """
 
     value_prefix = True
+
+    def __init__(self, horizon=HORIZON):
+        self.value_prefix_horizon = horizon
 
     def initial_inference(self, params, obs):
         out = super().initial_inference(params, obs)
@@ -342,7 +341,7 @@ def _depths(tree) -> np.ndarray:
 
 def test_value_prefix_rewards_and_resets_by_hand():
     # A counter MDP: every action moves to the next state and pays action + 1. With
-    # horizon 3 the model's prefix memory is cleared after steps 3 and 6.
+    # horizon 3 the model's prefix memory is cleared before steps 4 and 7.
     nxt = (np.arange(NUM_STATES)[:, None] + np.zeros(NUM_ACTIONS, int) + 1) % NUM_STATES
     reward = np.tile(np.arange(1.0, NUM_ACTIONS + 1.0), (NUM_STATES, 1))
     params = jax.tree_util.tree_map(
@@ -355,35 +354,35 @@ def test_value_prefix_rewards_and_resets_by_hand():
             logits=np.zeros((NUM_STATES, NUM_ACTIONS), np.float32),
         ),
     )
-    config = PlannerConfig(value_prefix_horizon=3, discount=0.5)
-    recurrent_fn = make_recurrent_fn(PREFIX, config)
-    # Row 0 starts fresh. Row 1 starts two steps after a reset with prefix 5 (in the
-    # planner's bookkeeping and in the model's state), so it resets after its 1st step.
+    config = PlannerConfig(discount=0.5)
+    recurrent_fn = make_recurrent_fn(PrefixTableModel(horizon=3), config)
+    # Row 0 starts fresh. Row 1 starts at depth 2, two steps after a reset, with prefix 5
+    # (in the planner's bookkeeping and in the model's state), so it resets after its 1st step.
     embedding = Embedding(
         state=(jnp.array([0, 10], jnp.int32), jnp.array([0.0, 5.0], jnp.float32)),
-        prev_prefix=jnp.array([0.0, 5.0], jnp.float32),
-        steps=jnp.array([0, 2], jnp.int32),
+        prefix=jnp.array([0.0, 5.0], jnp.float32),
+        depth=jnp.array([0, 2], jnp.int32),
     )
     actions = [[0, 1], [1, 1], [2, 0], [3, 3], [1, 2], [0, 0]]
-    rewards, prev, steps, model_prefix, discounts = [], [], [], [], []
+    rewards, prefix, depth, model_prefix, discounts = [], [], [], [], []
     for a in actions:
         step, embedding = recurrent_fn(params, jax.random.PRNGKey(0), jnp.array(a, jnp.int32), embedding)
         rewards.append(step.reward)
         discounts.append(step.discount)
-        prev.append(embedding.prev_prefix)
-        steps.append(embedding.steps)
+        prefix.append(embedding.prefix)
+        depth.append(embedding.depth)
         model_prefix.append(embedding.state[1])
-    rewards, prev, steps, model_prefix = map(np.asarray, (rewards, prev, steps, model_prefix))
-    # Row 0, per-step rewards 1 2 3 4 2 1; model prefixes 1 3 6 | 4 6 7; resets after 3, 6.
+    rewards, prefix, depth, model_prefix = map(np.asarray, (rewards, prefix, depth, model_prefix))
+    # Row 0, per-step rewards 1 2 3 4 2 1; prefixes 1 3 6 | 4 6 7; segments start at depths 1, 4, 7.
     np.testing.assert_allclose(rewards[:, 0], [1, 2, 3, 4, 2, 1])
-    np.testing.assert_allclose(prev[:, 0], [1, 3, 0, 4, 6, 0])
-    np.testing.assert_array_equal(steps[:, 0], [1, 2, 0, 1, 2, 0])
-    np.testing.assert_allclose(model_prefix[:, 0], [1, 3, 0, 4, 6, 0])
-    # Row 1, per-step rewards 2 2 1 4 3 1; model prefixes 7 | 2 3 7 | 3 4.
+    np.testing.assert_allclose(prefix[:, 0], [1, 3, 6, 4, 6, 7])
+    np.testing.assert_array_equal(depth[:, 0], [1, 2, 3, 4, 5, 6])
+    np.testing.assert_allclose(model_prefix[:, 0], [1, 3, 6, 4, 6, 7])
+    # Row 1, per-step rewards 2 2 1 4 3 1; prefixes 7 | 2 3 7 | 3 4.
     np.testing.assert_allclose(rewards[:, 1], [2, 2, 1, 4, 3, 1])
-    np.testing.assert_allclose(prev[:, 1], [0, 2, 3, 0, 3, 4])
-    np.testing.assert_array_equal(steps[:, 1], [0, 1, 2, 0, 1, 2])
-    np.testing.assert_allclose(model_prefix[:, 1], [0, 2, 3, 0, 3, 4])
+    np.testing.assert_allclose(prefix[:, 1], [7, 2, 3, 7, 3, 4])
+    np.testing.assert_array_equal(depth[:, 1], [3, 4, 5, 6, 7, 8])
+    np.testing.assert_allclose(model_prefix[:, 1], [7, 2, 3, 7, 3, 4])
     np.testing.assert_allclose(np.asarray(discounts), 0.5)
     np.testing.assert_array_equal(embedding.state[0], [6, 16])
 
@@ -393,8 +392,8 @@ def test_value_prefix_rewards_and_resets_by_hand():
     for a in actions:
         step, emb = plain_fn(params, jax.random.PRNGKey(0), jnp.array(a, jnp.int32), emb)
         np.testing.assert_allclose(step.reward, np.array(a) + 1.0)
-    np.testing.assert_array_equal(emb.steps, [0, 0])
-    np.testing.assert_array_equal(emb.prev_prefix, [0, 0])
+    np.testing.assert_array_equal(emb.depth, [6, 6])
+    np.testing.assert_allclose(emb.prefix, np.array(actions[-1]) + 1.0)  # a plain model's last reward
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,11 +15,13 @@ import numpy as np
 import optax
 import pytest
 
+from agents.efficientzero import make_agent
 from agents.efficientzero.presets import debug
+from agents.envs.base import EnvSpec
 from dreamer import learner as learner_lib
 from dreamer import replay as replay_lib
 from dreamer.losses import cross_entropy, loss_fn, negative_cosine, scale_gradient
-from dreamer.networks import LearnedModel
+from dreamer.networks import EfficientZeroModel
 from dreamer.scalar import Support
 
 OBS_DIM, NUM_ACTIONS, NUM_ENVS, STEPS = 4, 2, 4, 40
@@ -110,7 +112,11 @@ def filled_replay(cfg, seed=0):
     return state
 
 
-MODEL = LearnedModel(debug().network, (OBS_DIM,), NUM_ACTIONS)
+MODEL = EfficientZeroModel(debug().network, (OBS_DIM,), NUM_ACTIONS)
+
+
+def learner_of(cfg):
+    return learner_lib.Learner(MODEL, cfg.learner, cfg.replay, cfg.planner)
 
 
 class TargetBranchModel:
@@ -135,21 +141,20 @@ class TargetBranchModel:
             params = self._target_params
         return self._model.represent(params, obs)
 
-    def project(self, params, latent, with_predictor=True):
+    def project(self, params, state, with_predictor=True):
         if not with_predictor:
             params = self._target_params
-        return self._model.project(params, latent, with_predictor)
+        return self._model.project(params, state, with_predictor)
 
 
 @functools.lru_cache(maxsize=None)
 def setup():
     """The config, a train state, a filled replay, a fixed batch and the jitted gradient."""
     cfg = tiny_config(reanalyze_fraction=0.0)
-    state = jax.jit(functools.partial(learner_lib.init_train_state, MODEL, cfg))(jax.random.PRNGKey(0))
+    learner = learner_of(cfg)
+    state = jax.jit(learner.init)(jax.random.PRNGKey(0))
     replay = filled_replay(cfg)
-    make = jax.jit(
-        lambda params, target, rep, rng: learner_lib.make_batch(MODEL, cfg, params, target, rep, rng, jnp.float32(0.4))[0]
-    )
+    make = jax.jit(lambda params, target, rep, rng: learner.make_batch(params, target, rep, rng, jnp.float32(0.4))[0])
     batch = make(state.params, state.target_params, replay, jax.random.PRNGKey(1))
     b, k = batch.action.shape
     assert b != b * k  # the proxy tells the target branch by its batch size
@@ -159,8 +164,7 @@ def setup():
         """``loss, priorities, (d/d params, d/d target-branch params, d/d obs)``."""
 
         def f(p, tp, o):
-            return loss_fn(p, TargetBranchModel(MODEL, tp, b * k), batch._replace(obs=o), cfg.learner,
-                           cfg.planner.value_prefix_horizon)
+            return loss_fn(p, TargetBranchModel(MODEL, tp, b * k), batch._replace(obs=o), cfg.learner)
 
         (loss, (_, priorities)), grads = jax.value_and_grad(f, argnums=(0, 1, 2), has_aux=True)(
             params, target_params, obs
@@ -191,7 +195,7 @@ def test_no_gradient_flows_through_the_consistency_targets():
     params = jax.tree_util.tree_unflatten(tree, [x + 0.1 * rng.normal(size=x.shape).astype(np.float32) for x in leaves])
     loss, _, (g_params, g_target, g_obs) = loss_and_grads(params, params, batch.obs, batch)
     # The proxy does not change the loss.
-    real = jax.jit(lambda p: loss_fn(p, MODEL, batch, cfg.learner, cfg.planner.value_prefix_horizon)[0])(params)
+    real = jax.jit(lambda p: loss_fn(p, MODEL, batch, cfg.learner)[0])(params)
     np.testing.assert_allclose(loss, real, rtol=1e-5)
     # Nothing reaches the params through the target branch ...
     for path, g in jax.tree_util.tree_leaves_with_path(g_target):
@@ -228,7 +232,7 @@ def test_updates_on_a_fixed_batch_lower_the_loss():
 
 def test_train_program_compiles_once_and_trains():
     cfg = tiny_config(reanalyze_fraction=0.5)  # the real program: reanalysis included
-    train = learner_lib.make_train_fn(MODEL, cfg)
+    train = learner_of(cfg).train
     traces = {"n": 0}
 
     def counted(state, replay):
@@ -260,18 +264,19 @@ def test_train_program_compiles_once_and_trains():
 
 def test_act_program_compiles_once():
     cfg = tiny_config()
-    params = setup()[1].params
-    act = learner_lib.make_act_fn(MODEL, cfg)
+    agent = make_agent(cfg.replace(env=dataclasses.replace(cfg.env, num_envs=NUM_ENVS)),
+                       EnvSpec(NUM_ACTIONS, (OBS_DIM,)), model=MODEL)
+    state = agent.init(jax.random.PRNGKey(0))
     traces = {"n": 0}
 
-    def counted(params, rng, obs, temperature):
+    def counted(state, rng, obs, temperature):
         traces["n"] += 1
-        return act(params, rng, obs, temperature)
+        return agent.act(state, rng, obs, temperature)
 
     jitted = jax.jit(counted)
     for i in range(3):
         obs = jax.random.normal(jax.random.PRNGKey(10 + i), (NUM_ENVS, OBS_DIM))
-        out = jitted(params, jax.random.PRNGKey(i), obs, jnp.float32(1.0 / (i + 1)))
+        out = jitted(state, jax.random.PRNGKey(i), obs, jnp.float32(1.0 / (i + 1)))
         assert out.action.shape == (NUM_ENVS,)
         assert np.all((np.asarray(out.action) >= 0) & (np.asarray(out.action) < NUM_ACTIONS))
         np.testing.assert_allclose(np.sum(np.asarray(out.policy), -1), 1.0, atol=1e-5)

@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("ale_py")
 
-from agents.envs import (  # noqa: E402
+from agents.envs.atari import (  # noqa: E402
     ATARI100K,
     ATARI100K_GAMES,
     AtariProtocol,
@@ -18,7 +18,7 @@ from agents.envs import (  # noqa: E402
     make_train_envs,
 )
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 GRAY64 = AtariProtocol.gray64()  # cheaper frames where the frame format is irrelevant
 
 
@@ -80,7 +80,7 @@ def test_shapes_and_frame_stack(protocol):
     assert envs.observation_shape == (h, w, 4 * c)
     frames = envs.reset(seed=0)
     assert frames.shape == (2, h, w, c) and frames.dtype == np.uint8
-    stacked = envs.stacked_obs()
+    stacked = envs.observation()
     assert stacked.shape == (2, h, w, 4 * c) and stacked.dtype == np.uint8
     for k in range(4):  # a new episode's stack is its first frame, 4 times
         np.testing.assert_array_equal(stacked[..., k * c:(k + 1) * c], frames)
@@ -89,7 +89,7 @@ def test_shapes_and_frame_stack(protocol):
         frames, rewards, term, trunc, info = envs.step(np.zeros(2, np.int64))
         history.append(frames)
         assert rewards.dtype == np.float32 and term.dtype == bool and trunc.dtype == bool
-    stacked = envs.stacked_obs()
+    stacked = envs.observation()
     for k in range(4):  # oldest first, newest last
         np.testing.assert_array_equal(stacked[..., k * c:(k + 1) * c], history[-4 + k])
     envs.close()
@@ -168,7 +168,7 @@ def test_life_loss_terminal_in_training_only():
     _, _, _, _, info_t = train.step(np.array([0]))
     assert info_t["episode_frame_number"][0] == frame_no + 4 and info_t["lives"][0] == 4
     # the training acting stack restarted at the life loss, the evaluation one did not
-    st = train.stacked_obs()[0]
+    st = train.observation()[0]
     assert (st[..., 0] == st[..., 1]).all() and (st[..., 1] == st[..., 2]).all()
     train.close()
     evals.close()
@@ -200,7 +200,7 @@ def test_game_over_same_step_autoreset_and_returns():
     assert info_e["lives"][0] == 5 and info_e["episode_frame_number"][0] <= 30
     assert info_e["game_steps"][0] == 0
     assert not np.array_equal(fe, info_e["final_frames"])
-    st = evals.stacked_obs()[0]
+    st = evals.observation()[0]
     assert (st[..., 0] == fe[0, ..., 0]).all() and (st[..., 3] == fe[0, ..., 0]).all()
     train.close()
     evals.close()
@@ -248,19 +248,20 @@ def test_episode_caps():
 def test_make_envs_from_config_and_constructor_seed():
     from types import SimpleNamespace
 
-    from agents.envs import make_envs
+    from agents.envs import make
 
     cfg = SimpleNamespace(id="ALE/Pong-v5", num_envs=2, num_eval_envs=3, frame_size=64,
                           grayscale=True, max_episode_steps=None, eval_max_episode_steps=500)
-    train = make_envs(cfg, evaluation=False, seed=11)
-    evals = make_envs(cfg, evaluation=True, seed=11)
+    train = make(cfg, "train", seed=11)
+    evals = make(cfg, "eval", seed=11)
+    assert train.spec.observation_shape == (64, 64, 4) and train.spec.frame_stack == 4
     assert (train.num_envs, evals.num_envs) == (2, 3)
     assert train.frame_shape == (64, 64, 1) and train.frame_dtype == np.uint8
     assert (train.max_episode_steps, evals.max_episode_steps) == (3_000, 500)
     assert train.episodic_life and train.clip_rewards
     assert not evals.episodic_life and not evals.clip_rewards
     # reset() without a seed uses the constructor's seed: reproducible
-    np.testing.assert_array_equal(train.reset(), make_envs(cfg, evaluation=False, seed=11).reset())
+    np.testing.assert_array_equal(train.reset(), make(cfg, "train", seed=11).reset())
     # env i is seeded with seed + i in both kinds: the same seed gives evaluation the
     # same starts as training, so the loop should seed evaluation envs apart
     evals.reset()

@@ -1,0 +1,67 @@
+"""The EfficientZero agent: the dreamer planner, replay and learner behind the agent contract.
+
+    agent = make_agent(cfg, env_spec)                   # EfficientZero's network from cfg.network
+    agent = make_agent(cfg, env_spec, model=MyModel())  # any TrainableWorldModel
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import NamedTuple
+
+import jax.numpy as jnp
+
+from agents.envs.base import EnvSpec
+from dreamer import replay as replay_lib
+from dreamer.agent import ActOutput, Agent, Transition
+from dreamer.config import Config
+from dreamer.learner import Learner, TrainState
+from dreamer.networks import EfficientZeroModel
+from dreamer.planner import plan
+from dreamer.world_model import TrainableWorldModel
+
+
+class AgentState(NamedTuple):
+    train: TrainState
+    replay: replay_lib.ReplayState
+
+
+def make_model(cfg: Config, spec: EnvSpec) -> EfficientZeroModel:
+    """EfficientZero's network for ``spec``'s observations, sized by ``cfg.network``."""
+    return EfficientZeroModel(cfg.network, spec.observation_shape, spec.num_actions, spec.frame_dtype)
+
+
+def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = None) -> Agent:
+    """EfficientZero over ``cfg.env.num_envs`` env streams of ``spec``; ``model`` defaults to
+    :func:`make_model`."""
+    model = make_model(cfg, spec) if model is None else model
+    learner = Learner(model, cfg.learner, cfg.replay, cfg.planner)
+    greedy_planner = dataclasses.replace(cfg.planner, dirichlet_fraction=0.0)
+
+    def init(rng) -> AgentState:
+        replay = replay_lib.init(cfg.env.num_envs, cfg.replay.capacity, spec.frame_shape, spec.frame_dtype,
+                                 spec.num_actions)
+        return AgentState(learner.init(rng), replay)
+
+    def search(params, rng, obs, planner, temperature) -> ActOutput:
+        out = plan(params, rng, obs, model=model, config=planner, temperature=temperature)
+        return ActOutput(out.action, out.action_weights, out.root_value, out.predicted_value)
+
+    def act(state: AgentState, rng, obs, temperature) -> ActOutput:
+        return search(state.train.params, rng, obs, cfg.planner, temperature)
+
+    def greedy(params, rng, obs) -> ActOutput:
+        out = search(params, rng, obs, greedy_planner, 0.0)
+        return out._replace(action=jnp.argmax(out.policy, axis=-1).astype(jnp.int32))
+
+    def observe(state: AgentState, t: Transition) -> AgentState:
+        replay = replay_lib.add(state.replay, t.frame, t.action, t.reward, t.terminated, t.truncated, t.first,
+                                t.acted.policy, t.acted.root_value)
+        return state._replace(replay=replay)
+
+    def train(state: AgentState):
+        train_state, replay, metrics = learner.train(state.train, state.replay)
+        return AgentState(train_state, replay), metrics
+
+    return Agent(init=init, act=act, greedy=greedy, observe=observe, train=train,
+                 params=lambda state: state.train.params, updates_per_call=cfg.learner.updates_per_call)

@@ -1,0 +1,57 @@
+"""The agent contract: a container of pure functions over an explicit state.
+
+An :class:`Agent` is what the training loop drives. Every function is pure and
+jittable, the loop jits them (or fuses them with a pure env into one program), and the
+state is one pytree, so it checkpoints as it is:
+
+* ``init(rng) -> state``
+* ``act(state, rng, obs [N, ...], temperature) -> ActOutput``: exploration while training
+* ``greedy(params, rng, obs) -> ActOutput``: evaluation; needs the params only, so a
+  script can evaluate a checkpoint without building the replay
+* ``observe(state, Transition) -> state``: store one vector step
+* ``train(state) -> (state, metrics)``: ``updates_per_call`` updates; metrics are a flat
+  dict of scalars named ``group/name``
+* ``params(state) -> params``: the parameters ``greedy`` takes
+
+EfficientZero (``agents/efficientzero``) is one agent; ``agents/maze`` plans in a known
+model with the same planner.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, NamedTuple
+
+import jax.numpy as jnp
+
+
+class ActOutput(NamedTuple):
+    """What acting returns for ``N`` envs."""
+
+    action: jnp.ndarray  # [N] int32
+    policy: jnp.ndarray  # [N, A] the search policy
+    root_value: jnp.ndarray  # [N] the search value
+    predicted_value: jnp.ndarray  # [N] the network's value
+
+
+class Transition(NamedTuple):
+    """One vector step as the agent stores it (leading axis ``N`` everywhere)."""
+
+    frame: Any  # [N, *frame_shape] the newest frame of the observation acted on
+    action: Any  # [N]
+    reward: Any  # [N]
+    terminated: Any  # [N] bool: the episode ended in a terminal state
+    truncated: Any  # [N] bool: it was cut (time limit); the future is unknown, not zero
+    first: Any  # [N] bool: ``frame`` is the first of its episode
+    acted: ActOutput  # what ``act`` returned for this step
+
+
+class Agent(NamedTuple):
+    """Pure functions over an explicit agent state (see the module docstring)."""
+
+    init: Callable[[Any], Any]
+    act: Callable[[Any, Any, Any, Any], ActOutput]
+    greedy: Callable[[Any, Any, Any], ActOutput]
+    observe: Callable[[Any, Transition], Any]
+    train: Callable[[Any], tuple[Any, dict]]
+    params: Callable[[Any], Any]
+    updates_per_call: int = 1
