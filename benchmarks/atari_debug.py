@@ -8,9 +8,9 @@ Trains the ``atari-debug`` preset (64x64 gray frames, small networks, 4 simulati
 with ``scripts/train.py`` in a run directory (launching it again resumes the run), then
 plays ``--episodes`` evaluation games with the trained agent and the same number with a
 uniformly random policy on identical evaluation envs (same seeds, same episode cap, no
-reward clipping), and reports both means with a bootstrap 95% interval on their
-difference. Prints a table and writes ``benchmarks/results/atari_debug_<game>.json``
-and a learning-curve PNG beside it.
+reward clipping), and reports both means with a 95% interval on their difference
+(rliable's bootstrap, each policy's games resampled on their own). Prints a table and
+writes ``benchmarks/results/atari_debug_<game>.json`` and a learning-curve PNG beside it.
 """
 
 from __future__ import annotations
@@ -25,19 +25,14 @@ import time
 
 import numpy as np
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from benchmarks.common import write_result  # noqa: E402
+from benchmarks.atari100k.aggregate import interval_estimates
+from benchmarks.harness import RESULTS, ROOT, write_result
 
 
 def bootstrap_difference(a, b, reps: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of mean(a) - mean(b), resampling each side independently."""
-    rng = np.random.default_rng(seed)
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    da = rng.choice(a, (reps, len(a))).mean(1)
-    db = rng.choice(b, (reps, len(b))).mean(1)
-    lo, hi = np.percentile(da - db, [2.5, 97.5])
+    """95% percentile interval of mean(a) - mean(b), each side resampled on its own."""
+    columns = [np.asarray(x, float).reshape(-1, 1) for x in (a, b)]
+    (lo,), (hi,) = interval_estimates(columns, lambda x, y: np.array([x.mean() - y.mean()]), reps, seed=seed)
     return float(lo), float(hi)
 
 
@@ -48,12 +43,12 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=15_000, help="agent steps of training")
     parser.add_argument("--episodes", type=int, default=32, help="evaluation games per policy")
     parser.add_argument("--run-dir", default=None, help="default: runs/atari-debug-<game>-s<seed>")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     args, extra = parser.parse_known_args()
-    run_dir = args.run_dir or os.path.join(ROOT, "runs", f"atari-debug-{args.game}-s{args.seed}")
+    run_dir = args.run_dir or str(ROOT / "runs" / f"atari-debug-{args.game}-s{args.seed}")
 
     start = time.time()
-    train = [sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--preset", "atari-debug", "--env", args.game,
+    train = [sys.executable, str(ROOT / "scripts" / "train.py"), "--preset", "atari-debug", "--env", args.game,
              "--seed", str(args.seed), "--steps", str(args.steps), "--run-dir", run_dir, "--no-progress",
              "--loop.eval_every", str(max(args.steps // 10, 1)), *extra]
     code = subprocess.call(train, cwd=ROOT)
@@ -64,7 +59,7 @@ def main() -> int:
     import jax
     import jax.numpy as jnp
 
-    from agents.loop import Trainer, evaluate, git_commit, make_envs
+    from agents.loop import Trainer, evaluate, make_envs
     from dreamer.learner import ActOutput
     from dreamer.logger import read_metrics
 
@@ -90,12 +85,7 @@ def main() -> int:
     curve = [(r["env_steps"], r["eval/return_mean"]) for r in read_metrics(os.path.join(run_dir, "metrics.jsonl"))
              if "eval/return_mean" in r]
 
-    print(f"\n{'policy':>8} | {'games':>5} | {'mean return':>11} | {'std':>6}")
-    print("-" * 40)
-    for name, r in results.items():
-        print(f"{name:>8} | {len(r['returns']):>5} | {r['mean']:>11.2f} | {r['std']:>6.2f}")
     verdict = "above random" if lo > 0 else "not distinguishable from random" if hi >= 0 else "below random"
-    print(f"agent - random: {results['agent']['mean'] - results['random']['mean']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {verdict}")
 
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     record = {
@@ -115,12 +105,12 @@ def main() -> int:
         "difference_ci95": [lo, hi],
         "verdict": verdict,
         "curve": curve,
-        "commit": git_commit(),
-        "machine": {"devices": [str(d) for d in jax.devices()], "cpu_count": os.cpu_count(), "jax": jax.__version__},
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
-    path = write_result(args.out, f"atari_debug_{args.game}.json", record)
-    _plot(record, path.replace(".json", ".png"))
+    table = (["policy", "games", "mean return", "std"],
+             [[name, len(r["returns"]), f"{r['mean']:.2f}", f"{r['std']:.2f}"] for name, r in results.items()])
+    path = write_result(os.path.join(args.out, f"atari_debug_{args.game}.json"), record, table)
+    print(f"agent - random: {results['agent']['mean'] - results['random']['mean']:+.2f}, 95% CI [{lo:+.2f}, {hi:+.2f}]: {verdict}")
+    _plot(record, path.with_suffix(".png"))
     return 0
 
 

@@ -16,17 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from benchmarks.common import commit, write_result  # noqa: E402
-from dreamer.logger import read_metrics  # noqa: E402
+from benchmarks.harness import RESULTS, ROOT, write_result
+from dreamer.logger import read_metrics
 
 THRESHOLD = 195.0
 # LightZero's EfficientZero, stock CartPole config, one seed, measured on this machine kind
@@ -37,7 +33,7 @@ PEER = {"name": "LightZero EfficientZero (stock CartPole config, 1 seed)", "env_
 def run_seed(seed: int, steps: int, run_root: str, extra: list[str]) -> dict:
     run_dir = os.path.join(run_root, f"seed_{seed}")
     cmd = [
-        sys.executable, os.path.join(ROOT, "scripts", "train.py"),
+        sys.executable, str(ROOT / "scripts" / "train.py"),
         "--seed", str(seed), "--steps", str(steps), "--run-dir", run_dir,
         "--no-progress", "--no-tensorboard", *extra,
     ]
@@ -66,25 +62,11 @@ def run_seed(seed: int, steps: int, run_root: str, extra: list[str]) -> dict:
     }
 
 
-def machine() -> dict:
-    import jax
-
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "devices": [str(d) for d in jax.devices()],
-        "jax": jax.__version__,
-        "python": platform.python_version(),
-        "load_average_at_end": list(os.getloadavg()),
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=5_000, help="env steps per seed")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--tag", default="cpu", help="suffix of the JSON file name")
     parser.add_argument("--keep-runs", default=None, help="keep run directories here")
     args, extra = parser.parse_known_args()
@@ -97,32 +79,27 @@ def main() -> int:
         print(f"seed {seed}: steps to 195 = {row['env_steps_to_195']}, time to 195 = {row['wall_clock_to_195_s']} s, "
               f"final = {row['final_eval_return']}", flush=True)
 
-    header = f"{'seed':>4} | {'steps to 195':>12} | {'time to 195 (s)':>15} | {'final return':>12} | {'best':>6}"
-    print("\n" + header + "\n" + "-" * len(header))
-    for r in rows:
-        print(f"{r['seed']:>4} | {str(r['env_steps_to_195']):>12} | {str(r['wall_clock_to_195_s']):>15} | "
-              f"{str(r['final_eval_return']):>12} | {str(r['best_eval_return']):>6}")
-    print(f"peer: {PEER['name']}: ~{PEER['env_steps']} steps, ~{PEER['wall_clock_s']} s")
     all_reached = all(r["reached_195"] for r in rows)
     target = {
         "every_seed_within_5000_steps": all_reached and all(r["env_steps_to_195"] <= 5000 for r in rows),
         "every_seed_within_180_s": all_reached and all(r["wall_clock_to_195_s"] <= 180 for r in rows),
     }
-    print(f"target (5,000 steps and 3 minutes, every seed): {target}")
     result = {
         "benchmark": "cartpole",
         "threshold": THRESHOLD,
         "preset": "cartpole",
         "extra_args": extra,
         "steps_per_seed": args.steps,
-        "commit": commit(),
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "seeds": rows,
         "target": target,
         "peer": PEER,
     }
-    write_result(args.out, f"cartpole_{args.tag}.json", result)
+    table = (["seed", "steps to 195", "time to 195 (s)", "final return", "best"],
+             [[r["seed"], r["env_steps_to_195"], r["wall_clock_to_195_s"], r["final_eval_return"], r["best_eval_return"]]
+              for r in rows])
+    write_result(os.path.join(args.out, f"cartpole_{args.tag}.json"), result, table)
+    print(f"peer: {PEER['name']}: ~{PEER['env_steps']} steps, ~{PEER['wall_clock_s']} s")
+    print(f"target (5,000 steps and 3 minutes, every seed): {target}")
     return 0
 
 

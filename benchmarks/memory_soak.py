@@ -52,17 +52,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from benchmarks.common import commit, write_result  # noqa: E402
+from benchmarks.harness import RESULTS, ROOT, write_result
 
 GROWTH_LIMIT_PCT = 5.0
 
@@ -325,7 +321,7 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
     mib = lambda kb: round(kb / 1024, 1)  # noqa: E731
     point = lambda s: {"t": s["t"], "env_steps": s["env_steps"], "rss_mib": mib(s["rss_kb"])}  # noqa: E731
     command = " ".join(prefix + ["python"] + (["-c", "WRAPPER"] if wrapped else []) + cmd[3 if wrapped else 1:])
-    command = command.replace(ROOT + "/", "")
+    command = command.replace(f"{ROOT}/", "")
     row = {
         "preset": preset,
         "command": command,
@@ -419,33 +415,6 @@ def plot(row: dict, path: str) -> None:
     plt.close(fig)
 
 
-def machine() -> dict:
-    out = subprocess.run(
-        [sys.executable, "-c", "import jax, json; print(json.dumps({'jax': jax.__version__, "
-         "'jaxlib': __import__('jaxlib').__version__, 'devices': [str(d) for d in jax.devices()]}))"],
-        capture_output=True, text=True,
-    )
-    info = json.loads(out.stdout.strip().splitlines()[-1])
-    try:
-        load = os.getloadavg()
-    except OSError:
-        load = None
-    mem_total = None
-    with open("/proc/meminfo") as f:
-        for line in f:
-            if line.startswith("MemTotal:"):
-                mem_total = round(int(line.split()[1]) / 1024 / 1024, 1)
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "mem_total_gib": mem_total,
-        "python": platform.python_version(),
-        "load_average_at_end": load,
-        **info,
-    }
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
     parser.add_argument("--presets", nargs="+", default=list(SOAKS), choices=list(SOAKS))
@@ -453,7 +422,7 @@ def main() -> int:
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")
     parser.add_argument("--no-log-compiles", action="store_true", help="do not set JAX_LOG_COMPILES=1")
     parser.add_argument("--no-tensorboard", action="store_true", help="run without TensorBoard writers")
-    parser.add_argument("--out", default=os.path.join(ROOT, "benchmarks", "results"))
+    parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--tag", default="cpu", help="suffix of the JSON file name")
     parser.add_argument("--keep-runs", default=None, help="keep run directories here")
     parser.add_argument("--window-s", type=float, default=15.0, help="window over which baseline and final peaks are taken")
@@ -480,14 +449,12 @@ def main() -> int:
               f"releases {[(r['env_steps'], r['rss_mib_before'], r['rss_mib_after']) for r in row['releases']]}; "
               f"{len(row['compiles_after_baseline'])} compiles after baseline", flush=True)
 
-    header = (f"{'preset':>11} | {'capacity':>8} | {'steps':>6} | {'full at':>7} | {'baseline at':>11} | "
-              f"{'baseline MiB':>12} | {'final MiB':>9} | {'max MiB':>7} | {'growth':>7} | {'steady':>7} | {'MiB/1k steps':>12} | result")
-    print("\n" + header + "\n" + "-" * len(header))
-    for r in rows:
-        print(f"{r['preset']:>11} | {r['replay_capacity']:>8} | {r['env_steps']:>6} | {r['buffer_full_at_env_steps']:>7} | "
-              f"{r['baseline_sample']['env_steps']:>11} | {r['baseline']['rss_mib']:>12} | {r['final']['rss_mib']:>9} | "
-              f"{r['max_after_baseline']['rss_mib']:>7} | {r['growth_pct']:>+6.2f}% | {r['steady_growth_pct']:>+6.2f}% | "
-              f"{str(r['slope_mib_per_1000_env_steps']):>12} | {'PASS' if r['pass'] else 'FAIL'}")
+    table = (["preset", "capacity", "steps", "full at", "baseline at", "baseline MiB", "final MiB", "max MiB", "growth",
+              "steady", "MiB/1k steps", "result"],
+             [[r["preset"], r["replay_capacity"], r["env_steps"], r["buffer_full_at_env_steps"],
+               r["baseline_sample"]["env_steps"], r["baseline"]["rss_mib"], r["final"]["rss_mib"],
+               r["max_after_baseline"]["rss_mib"], f"{r['growth_pct']:+.2f}%", f"{r['steady_growth_pct']:+.2f}%",
+               r["slope_mib_per_1000_env_steps"], "PASS" if r["pass"] else "FAIL"] for r in rows])
     result = {
         "benchmark": "memory_soak",
         "criterion": f"pass: growth_pct = (final - baseline) / baseline < {GROWTH_LIMIT_PCT}% AND "
@@ -511,13 +478,10 @@ def main() -> int:
         "tensorboard": not args.no_tensorboard,
         "log_compiles": not args.no_log_compiles,
         "diagnostics": {"gc_log": args.gc_log, "malloc_trim_s": args.malloc_trim},
-        "commit": commit(),
-        "machine": machine(),
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
         "runs": rows,
         "all_pass": all(r["pass"] for r in rows),
     }
-    write_result(args.out, f"memory_soak_{args.tag}.json", result, indent=1)
+    write_result(os.path.join(args.out, f"memory_soak_{args.tag}.json"), result, table)
     return 0
 
 

@@ -62,40 +62,26 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import functools
-import os
-import sys
 import time
 import warnings
 from pathlib import Path
 from typing import Any, Callable
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import jax
+import jax.numpy as jnp
+import mctx
+import numpy as np
+import optax
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import mctx  # noqa: E402
-import numpy as np  # noqa: E402
-import optax  # noqa: E402
-
-from agents.efficientzero.presets import get_preset  # noqa: E402
-from agents.loop import git_commit  # noqa: E402
-from benchmarks.common import write_result  # noqa: E402
-from benchmarks.throughput import (  # noqa: E402
-    apply_overrides,
-    device_tag,
-    machine_info,
-    randomize_heads,
-    scale_overrides,
-    stats,
-)
-from dreamer import replay as replay_lib  # noqa: E402
-from dreamer import targets as targets_lib  # noqa: E402
-from dreamer.augment import augment  # noqa: E402
-from dreamer.config import Config, to_dict  # noqa: E402
-from dreamer.learner import (  # noqa: E402
+from agents.efficientzero.presets import get_preset
+from benchmarks.harness import RESULTS, device_tag, git_commit, machine, time_stats, write_result
+from benchmarks.throughput import apply_overrides, randomize_heads, scale_overrides
+from dreamer import replay as replay_lib
+from dreamer import targets as targets_lib
+from dreamer.augment import augment
+from dreamer.config import Config, to_dict
+from dreamer.learner import (
     TrainState,
     init_train_state,
     learning_rate_schedule,
@@ -103,9 +89,9 @@ from dreamer.learner import (  # noqa: E402
     make_update_fn,
     reanalyze_config,
 )
-from dreamer.losses import TrainBatch, loss_fn  # noqa: E402
-from dreamer.networks import LearnedModel  # noqa: E402
-from dreamer.planner import plan  # noqa: E402
+from dreamer.losses import TrainBatch, loss_fn
+from dreamer.networks import LearnedModel
+from dreamer.planner import plan
 
 PRESETS = ("atari100k", "atari100k-gumbel")
 FULL_RUN_AGENT_STEPS = 100_000
@@ -497,7 +483,7 @@ def time_components(cfg: Config, model: LearnedModel, reps: tuple) -> dict:
     out = {}
     print(f"  timing (median ms over {rounds} round-robin rounds):", flush=True)
     for name in calls:
-        s = stats(times[name])
+        s = time_stats(times[name])
         out[name] = {"ms": 1e3 * s["median_s"], "first_call_s": first[name], **s}
         print(f"    {name:10} {out[name]['ms']:9.1f} ms  (min {1e3 * s['min_s']:.1f}, max {1e3 * s['max_s']:.1f}; "
               f"first call {first[name]:.1f} s)", flush=True)
@@ -648,22 +634,21 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     presets = tuple(dict.fromkeys(args.preset)) if args.preset else PRESETS
     tag = args.tag or device_tag() + ("_scaled" if args.scale else "")
-    out_path = args.out or ROOT / "benchmarks" / "results" / f"profile_update_{tag}.json"
+    out_path = args.out or RESULTS / f"profile_update_{tag}.json"
     started = time.perf_counter()
-    info = machine_info()
-    print(f"jax {info['jax']} on {info['device']} ({info['cpu_count']} CPUs), commit {info['git_commit']}, "
-          f"load average {info['load_average_at_start']}")
+    info, commit = machine(), git_commit()
+    print(f"jax {info['jax']} on {info['device']} ({info['cpu_count']} CPUs), commit {commit}, "
+          f"load average {info['load_average']}")
     results = [run_preset(p, args) for p in presets]
     result = {
         "benchmark": "profile_update",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tag": tag,
         "device": info["device"],
         "jax": info["jax"],
-        "commit": info["git_commit"],  # at the start (git rev-parse --short HEAD, "-dirty" with tracked changes)
+        "commit": commit,  # at the start (git rev-parse --short HEAD, "-dirty" with tracked changes)
         "commit_at_end": git_commit(),
         "scale": bool(args.scale),
-        "machine": info | {"load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "machine": info,
         "method": {
             "flops": ("XLA cost_analysis() of each component jitted alone with the real shapes (lowered and compiled, "
                       "not run); loss scan fully unrolled at trace time; mctx simulation loop lowered with unroll 1 and 2, "
@@ -679,7 +664,7 @@ def main(argv=None) -> dict:
         "total_s": time.perf_counter() - started,
     }
     print()
-    write_result(out_path.parent, out_path.name, result, indent=1)
+    write_result(out_path, result)
     print(f"total {result['total_s']:.0f} s")
     return result
 

@@ -31,7 +31,7 @@ Without ``--full`` a batch size is skipped (and listed in the JSON) when its tim
 call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s``
 (30 s), so that a slow machine still finishes in minutes.
 
-Writes JSON (default ``benchmarks/results/search_speed_<platform>.json``) with the
+Writes JSON (default ``benchmarks/results/search_speed_<backend>.json``) with the
 machine, versions and git commit, and prints a table.
 """
 
@@ -39,28 +39,19 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
-import json
-import os
-import platform
-import subprocess
-import sys
+import itertools
 import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import mctx
 import numpy as np
 
+from benchmarks.harness import RESULTS, compile_timed, git_commit, machine, time_calls, write_result
 from dreamer import PlannerConfig, plan
 from dreamer.config import NetworkConfig
 from dreamer.networks import LearnedModel
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.common import cpu_model  # noqa: E402
 SEARCHES = {"puct": 50, "gumbel": 16}  # simulations: EfficientZero / EfficientZero V2
 BATCHES = (1, 8, 64, 256, 1536)
 MAX_CALL_S = 30.0  # without --full, skip a batch whose time per call, extrapolated from the last one, exceeds this
@@ -144,32 +135,17 @@ def search_fn(model, config: PlannerConfig):
 
 
 def measure(compiled, params, obs, *, min_reps: int, max_reps: int, target_s: float, seed: int = 0) -> dict:
-    """Times a compiled search: one warm-up call, then at least ``min_reps`` calls and up
-    to ``max_reps`` or ``target_s`` seconds, each blocked until ready."""
-    key = jax.random.PRNGKey(seed)
-    t0 = time.perf_counter()
-    out = jax.block_until_ready(compiled(params, key, obs))
-    first = time.perf_counter() - t0
-    times = []
-    while len(times) < min_reps or (len(times) < max_reps and sum(times) < target_s):
-        t0 = time.perf_counter()
-        out = jax.block_until_ready(compiled(params, jax.random.fold_in(key, len(times) + 1), obs))
-        times.append(time.perf_counter() - t0)
-    depth = tree_depths(np.asarray(out[3]))
-    return {
-        "first_call_s": first,
-        "reps": len(times),
-        "median_s": float(np.median(times)),
-        "min_s": float(np.min(times)),
-        "tree_depth_max": int(depth.max()),
-        "tree_depth_mean": float(depth.mean()),
-    }
+    """Times a compiled search (:func:`benchmarks.harness.time_calls`, one warm-up call),
+    a fresh key per call, and reports the depth of the last call's trees."""
+    key, count, last = jax.random.PRNGKey(seed), itertools.count(), {}
 
+    def call():
+        last["out"] = compiled(params, jax.random.fold_in(key, next(count)), obs)
+        return last["out"]
 
-def compile_timed(jitted, *args):
-    t0 = time.perf_counter()
-    compiled = jitted.lower(*args).compile()
-    return compiled, time.perf_counter() - t0
+    stats = time_calls(call, min_reps=min_reps, max_reps=max_reps, target_s=target_s, warmup=True)
+    depth = tree_depths(np.asarray(last["out"][3]))
+    return {**stats, "tree_depth_max": int(depth.max()), "tree_depth_mean": float(depth.mean())}
 
 
 # ---------------------------------------------------------------------------------------
@@ -253,34 +229,6 @@ HEADER = (
 )
 
 
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--", "dreamer"], cwd=ROOT, capture_output=True, text=True)
-        return out.stdout.strip() + ("+dirty(dreamer/)" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def machine_info() -> dict:
-    import flax
-
-    return {
-        "platform": platform.platform(),
-        "processor": cpu_model(),
-        "python": sys.version.split()[0],
-        "cpu_count": os.cpu_count(),
-        "jax_devices": [str(d) for d in jax.devices()],
-        "jax_backend": jax.default_backend(),
-        "jax": jax.__version__,
-        "jaxlib": getattr(jax.lib, "__version__", None) or __import__("jaxlib").__version__,
-        "mctx": getattr(mctx, "__version__", "unknown"),
-        "flax": flax.__version__,
-        "git_commit": git_commit(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Search speed of dreamer.plan (pUCT and Gumbel).")
     parser.add_argument("--quick", action="store_true", help="fewer batch sizes and repetitions (~2 min on a 2-core CPU)")
@@ -293,7 +241,7 @@ def main(argv=None):
         "--deep-models", type=lambda s: tuple(s.split(",")), default=None,
         help="models for the deep-chain section (default mlp,conv; mlp with --quick)",
     )  # fmt: skip
-    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/search_speed_<platform>.json)")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/search_speed_<backend>.json)")
     args = parser.parse_args(argv)
 
     models = args.models or tuple(MODELS)
@@ -305,11 +253,11 @@ def main(argv=None):
     deep_models = args.deep_models or (("mlp",) if args.quick else ("mlp", "conv"))
     deep_batch = {"mlp": 16, "conv": 4} if args.quick else {"mlp": 64, "conv": 16}
     deep = {"batch": {m: deep_batch[m] for m in deep_models}, "sims": (50, 200), "depths": (None, 10, 5)}
-    out_path = args.out or ROOT / "benchmarks" / "results" / f"search_speed_{jax.default_backend()}.json"
+    out_path = args.out or RESULTS / f"search_speed_{jax.default_backend()}.json"
 
     started = time.perf_counter()
-    info = machine_info()
-    print(f"jax {info['jax']} on {info['jax_devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}, commit {info['git_commit']}")
+    info, commit = machine(), git_commit()
+    print(f"jax {info['jax']} on {info['devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}, commit {commit}")
     print("\n== throughput (fresh parameters; ms / call = median wall time of one batched search) ==")
     print(HEADER)
     rows, skipped = throughput(models, batches, max_call_s=None if args.full else args.max_call_s, reps=reps, log=print)
@@ -322,8 +270,8 @@ def main(argv=None):
 
     result = {
         "benchmark": "search_speed",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "machine": info | {"load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "commit": commit,
+        "machine": info,
         "settings": {
             "mode": "quick" if args.quick else ("full" if args.full else "default"),
             "searches": SEARCHES,
@@ -340,9 +288,9 @@ def main(argv=None):
         "deep_chain": deep_rows,
         "total_s": time.perf_counter() - started,
     }
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=1, default=str) + "\n")
-    print(f"\nwrote {out_path} ({result['total_s']:.0f} s)")
+    print()
+    write_result(out_path, result)
+    print(f"total {result['total_s']:.0f} s")
 
 
 if __name__ == "__main__":

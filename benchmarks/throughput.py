@@ -57,33 +57,25 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import math
-import os
-import platform
-import re
-import sys
 import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import jax
+import jax.numpy as jnp
+import numpy as np
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-
-from agents.efficientzero.presets import get_preset  # noqa: E402
-from agents.loop import Trainer, current_obs, git_commit  # noqa: E402
-from benchmarks.common import cpu_model, write_result  # noqa: E402
-from dreamer import replay as replay_lib  # noqa: E402
-from dreamer.config import Config, to_dict  # noqa: E402
-from dreamer.learner import make_batch  # noqa: E402
-from dreamer.losses import loss_fn  # noqa: E402
-from dreamer.networks import LearnedModel  # noqa: E402
+from agents.efficientzero.presets import get_preset
+from agents.loop import Trainer, current_obs
+from benchmarks.harness import RESULTS, CompileLog, device_tag, git_commit, machine, time_calls, write_result
+from dreamer import replay as replay_lib
+from dreamer.config import Config, to_dict
+from dreamer.learner import make_batch
+from dreamer.losses import loss_fn
+from dreamer.networks import LearnedModel
 
 PRESETS = ("atari100k", "atari100k-gumbel")
 FULL_RUN_AGENT_STEPS = 100_000
@@ -146,21 +138,6 @@ def loop_segment_overrides(cfg: Config, prefill_steps: int, budget: int) -> dict
 # Timing helpers
 
 
-def time_calls(call: Callable[[], Any], *, min_reps: int, max_reps: int, target_s: float) -> list[float]:
-    """Wall times of ``call()`` (which must block on its outputs): at least ``min_reps``
-    calls, then more until ``max_reps`` or ``target_s`` seconds in all."""
-    times: list[float] = []
-    while len(times) < min_reps or (len(times) < max_reps and sum(times) < target_s):
-        t0 = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - t0)
-    return times
-
-
-def stats(times: list[float]) -> dict:
-    return {"reps": len(times), "median_s": float(np.median(times)), "min_s": float(np.min(times)), "max_s": float(np.max(times))}
-
-
 class TimedEnvs:
     """Wraps the loop's vector env and time-stamps the end of every ``step``."""
 
@@ -175,47 +152,6 @@ class TimedEnvs:
 
     def __getattr__(self, name):
         return getattr(self._envs, name)
-
-
-class CompileLog:
-    """Counts traces and compiles per function name from jax's monitoring events (they
-    carry ``fun_name``: ``act``, ``train`` and ``add`` for the loop's three programs)."""
-
-    EVENTS = {
-        "/jax/core/compile/jaxpr_trace_duration": "trace",
-        "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
-        "/jax/core/compile/backend_compile_duration": "backend_compile",
-    }
-
-    def __init__(self):
-        self.events: list[tuple[float, str, str, float]] = []  # (perf_counter, kind, fun_name, seconds)
-        jax.monitoring.register_event_duration_secs_listener(self._listen)
-
-    def _listen(self, event: str, duration: float, **kwargs) -> None:
-        kind = self.EVENTS.get(event)
-        if kind is not None:
-            name = str(kwargs.get("fun_name", "?"))
-            name = name[4:-1] if name.startswith("jit(") and name.endswith(")") else name
-            self.events.append((time.perf_counter(), kind, name, float(duration)))
-
-    def mark(self) -> int:
-        return len(self.events)
-
-    def summary(self, names: tuple[str, ...], since: int = 0) -> dict:
-        out = {n: {"traces": 0, "backend_compiles": 0, "trace_s": 0.0, "lower_s": 0.0, "backend_compile_s": 0.0} for n in names}
-        for _, kind, name, dur in self.events[since:]:
-            if name in out:
-                row = out[name]
-                row[f"{kind}_s"] += dur
-                if kind == "trace":
-                    row["traces"] += 1
-                elif kind == "backend_compile":
-                    row["backend_compiles"] += 1
-        return out
-
-    def between(self, t0: float, t1: float) -> list[str]:
-        """Names of everything compiled (any function, eager ops too) between two instants."""
-        return [name for t, kind, name, _ in self.events if kind == "backend_compile" and t0 <= t <= t1]
 
 
 COMPILE_LOG: CompileLog | None = None
@@ -315,8 +251,8 @@ def bench_act(trainer: Trainer, obs_np: np.ndarray, reps: tuple) -> dict:
         out = act(params, keys[i[0] % len(keys)], jnp.asarray(obs_np), temperature)
         np.asarray(out.action)
 
-    dev = stats(time_calls(device_call, min_reps=reps[0], max_reps=reps[1], target_s=reps[2]))
-    host = stats(time_calls(host_call, min_reps=reps[0], max_reps=reps[1], target_s=reps[2]))
+    dev = time_calls(device_call, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
+    host = time_calls(host_call, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
     return {
         "batch": int(obs_np.shape[0]),
         "first_call_s": first,
@@ -367,8 +303,7 @@ def bench_train(trainer: Trainer, reps: tuple) -> dict:
     metrics = call()
     first = time.perf_counter() - t0
     box = {}
-    times = time_calls(lambda: box.update(m=call()), min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
-    s = stats(times)
+    s = time_calls(lambda: box.update(m=call()), min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
     loss = float(box["m"]["loss/total"])
     return {
         "updates_per_call": per_call,
@@ -459,8 +394,7 @@ def bf16_comparison(cfg: Config, trainer: Trainer, fresh_params, reps: tuple) ->
             t0 = time.perf_counter()
             outputs[dt][name] = jax.block_until_ready(fn(*fn_args))
             first = time.perf_counter() - t0
-            times = time_calls(lambda: jax.block_until_ready(fn(*fn_args)), min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
-            s = stats(times)
+            s = time_calls(lambda: fn(*fn_args), min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
             results[dt][name] = {"ms": 1e3 * s["median_s"], "compile_s": max(first - s["median_s"], 0.0), "reps": s["reps"]}
 
     def err(a, b) -> dict:
@@ -671,37 +605,6 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
-def device_tag() -> str:
-    dev = jax.devices()[0]
-    if dev.platform == "cpu":
-        return "cpu"
-    kind = re.sub(r"[^a-z0-9]+", "_", str(getattr(dev, "device_kind", dev.platform)).lower()).strip("_")
-    return kind or dev.platform
-
-
-def machine_info() -> dict:
-    import flax
-    import mctx
-
-    dev = jax.devices()[0]
-    return {
-        "platform": platform.platform(),
-        "processor": cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "jax": jax.__version__,
-        "jaxlib": __import__("jaxlib").__version__,
-        "flax": flax.__version__,
-        "mctx": getattr(mctx, "__version__", "unknown"),
-        "ale_py": getattr(__import__("ale_py"), "__version__", "unknown"),
-        "jax_backend": jax.default_backend(),
-        "device": str(dev),
-        "device_kind": getattr(dev, "device_kind", None),
-        "git_commit": git_commit(),
-        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
-    }
-
-
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description="Throughput of the Atari-100k loop: env, act, train, whole loop.")
     parser.add_argument("--preset", action="append", choices=PRESETS, help="repeatable; default both")
@@ -715,14 +618,14 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     presets = tuple(dict.fromkeys(args.preset)) if args.preset else PRESETS
     tag = args.tag or device_tag() + ("_scaled" if args.scale else "") + ("_bf16" if args.bf16 else "")
-    out_path = args.out or ROOT / "benchmarks" / "results" / f"throughput_{tag}.json"
+    out_path = args.out or RESULTS / f"throughput_{tag}.json"
 
     global COMPILE_LOG
     COMPILE_LOG = COMPILE_LOG or CompileLog()
     started = time.perf_counter()
-    info = machine_info()
-    print(f"jax {info['jax']} on {info['device']} ({info['cpu_count']} CPUs), commit {info['git_commit']}, "
-          f"load average {info['load_average_at_start']}")
+    info, commit = machine(), git_commit()
+    print(f"jax {info['jax']} on {info['device']} ({info['cpu_count']} CPUs), commit {commit}, "
+          f"load average {info['load_average']}")
     rows = [run_preset(p, args) for p in presets]
     print_table(rows)
     print("\nenv st/s: training-env agent steps/s alone; act ms: one batched search per vector step (device);"
@@ -732,15 +635,14 @@ def main(argv=None) -> dict:
 
     result = {
         "benchmark": "throughput",
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "tag": tag,
         "device": info["device"],
         "jax": info["jax"],
-        "commit": info["git_commit"],
+        "commit": commit,
         "scale": bool(args.scale),
         "bf16": bool(args.bf16),
         "presets": list(presets),
-        "machine": info | {"load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None},
+        "machine": info,
         "timing": (
             "time.perf_counter; every timed call ends in jax.block_until_ready (or a host copy); compile_s = first "
             "call - steady-state median; train state and replay are donated and the returned ones passed back"
@@ -749,7 +651,7 @@ def main(argv=None) -> dict:
         "total_s": time.perf_counter() - started,
     }
     print()
-    write_result(out_path.parent, out_path.name, result, indent=1)
+    write_result(out_path, result)
     print(f"total {result['total_s']:.0f} s")
     return result
 

@@ -12,7 +12,7 @@ _EXPORTS = (
     "bootstrap_ci",
     "discover_runs",
     "human_normalized",
-    "iqm",
+    "interval_estimates",
     "load_reference",
     "reference_aggregates",
     "summarize",

@@ -7,16 +7,12 @@ Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: :data:`EVAL
 written by :func:`write_eval_json`); a ``metrics.jsonl`` beside it, if present, gives
 learning curves. With no runs the reference table is printed alone.
 
-Statistics follow rliable (Agarwal et al., 2021):
-* HNS = (score - random) / (human - random), per run the mean return over its
-  evaluation episodes;
-* mean = mean over games of the per-game mean over runs; median = median over games of
-  the per-game mean over runs; IQM = mean of the middle 50% of the pooled run x game
-  scores (25% trimmed each side, ``scipy.stats.trim_mean`` convention);
-* 95% CI: stratified bootstrap, runs resampled with replacement independently per game,
-  percentile interval. rliable needs a full run x game matrix; here games may have
-  different numbers of runs (mean and median weight games equally, IQM pools runs).
-A reference method has one score per game (no runs), so its CI collapses to the point.
+Statistics are rliable's (Agarwal et al., 2021): HNS = (score - random) / (human - random),
+per run the mean return over its evaluation episodes; mean and median over games of the
+per-game mean over runs, IQM over the pooled run x game scores; 95% CIs by stratified
+bootstrap (runs resampled with replacement independently per game, percentile interval).
+Games may have different numbers of runs. A reference method has one score per game
+(no runs), so its CI collapses to the point.
 """
 
 from __future__ import annotations
@@ -29,13 +25,14 @@ import math
 import os
 import platform
 import re
-import subprocess
 import sys
 import warnings
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from rliable import library as rly
+from rliable import metrics
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]
@@ -114,19 +111,15 @@ def canonical_game(name: str, reference: Mapping[str, Any]) -> str | None:
     return by_key.get(_squash(name))
 
 
-def git_commit(repo: Path = REPO_ROOT) -> str:
-    try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True,
-                             text=True, timeout=10)
-        return out.stdout.strip() or "unknown"
-    except (OSError, subprocess.SubprocessError):
-        return "unknown"
-
-
 def write_eval_json(run_dir: str | os.PathLike, *, game: str, seed: int, env_steps: int,
                     episode_returns: Sequence[float], commit: str | None = None,
                     machine: str | None = None, **extra: Any) -> Path:
     """Write ``<run_dir>/eval.json`` in the schema the aggregator reads."""
+    if commit is None or machine is None:
+        from benchmarks import harness  # imports jax, which the aggregation itself does not need
+
+        commit = harness.git_commit() if commit is None else commit
+        machine = f"{platform.node()} ({', '.join(harness.machine()['devices'])})" if machine is None else machine
     returns = [float(r) for r in episode_returns]
     record = {
         "game": game,
@@ -134,8 +127,8 @@ def write_eval_json(run_dir: str | os.PathLike, *, game: str, seed: int, env_ste
         "env_steps": int(env_steps),
         "episode_returns": returns,
         "mean_return": float(np.mean(returns)) if returns else None,
-        "commit": commit if commit is not None else git_commit(),
-        "machine": machine if machine is not None else f"{platform.node()} ({platform.machine()})",
+        "commit": commit,
+        "machine": machine,
         "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         **extra,
     }
@@ -212,60 +205,51 @@ def human_normalized(score, random: float, human: float):
     return (np.asarray(score, dtype=np.float64) - random) / (human - random)
 
 
-def iqm(scores, axis: int | None = None):
-    """Interquartile mean: the mean of the middle 50% (25% trimmed each side, the
-    count trimmed per side is floor(0.25 n), as scipy.stats.trim_mean). ``axis=None``
-    pools all values."""
-    x = np.asarray(scores, dtype=np.float64)
-    if axis is None:
-        x, axis = x.reshape(-1), 0
-    x = np.sort(x, axis=axis)
-    n = x.shape[axis]
-    if n == 0:
-        return np.nan
-    cut = int(0.25 * n)
-    return np.take(x, np.arange(cut, n - cut), axis=axis).mean(axis=axis)
+STATS = ("mean", "median", "iqm")
 
 
-def _as_score_lists(scores) -> list[np.ndarray]:
-    """A (runs, games) array or a list of per-game run arrays -> list of 1-D arrays."""
+def _columns(scores) -> list[np.ndarray]:
+    """A (runs, games) matrix or one sequence of run scores per game -> one (runs, 1)
+    array per game, the form rliable's bootstrap takes for games with unequal runs."""
     if isinstance(scores, np.ndarray):
-        if scores.ndim != 2:
-            raise ValueError("score matrix must be (num_runs, num_games)")
-        return [scores[:, g].astype(np.float64) for g in range(scores.shape[1])]
-    lists = [np.atleast_1d(np.asarray(s, dtype=np.float64)) for s in scores]
-    if any(s.size == 0 for s in lists):
-        raise ValueError("every game needs at least one run")
-    return lists
+        return [scores[:, [g]].astype(np.float64) for g in range(scores.shape[1])]
+    return [np.asarray(s, dtype=np.float64).reshape(-1, 1) for s in scores]
+
+
+def _aggregates(*columns: np.ndarray) -> np.ndarray:
+    """[mean, median, IQM] with rliable's metrics; mean and median go through the per-game
+    means (so a game counts once however many runs it has), IQM pools every run."""
+    game_means = np.array([[c.mean() for c in columns]])
+    return np.array([metrics.aggregate_mean(game_means), metrics.aggregate_median(game_means),
+                     metrics.aggregate_iqm(np.concatenate(columns))])
 
 
 def aggregate_scores(scores) -> dict[str, float]:
     """mean, median, IQM of normalized scores: (runs, games) array or per-game lists."""
-    lists = _as_score_lists(scores)
-    if not lists:
-        return {"mean": np.nan, "median": np.nan, "iqm": np.nan}
-    game_means = np.array([s.mean() for s in lists])
-    return {"mean": float(game_means.mean()), "median": float(np.median(game_means)),
-            "iqm": float(iqm(np.concatenate(lists)))}
+    return dict(zip(STATS, map(float, _aggregates(*_columns(scores)))))
+
+
+def interval_estimates(columns: Sequence[np.ndarray], func: Callable[..., np.ndarray], reps: int = 2000,
+                       confidence: float = 0.95, seed: int = 0) -> np.ndarray:
+    """rliable's stratified-bootstrap percentile CIs of ``func(*columns)`` (each column
+    resampled on its own), shape (2, len(func(...))). rliable 1.2 draws from numpy's global
+    generator whatever ``random_state`` it is given, so that generator is seeded here and
+    restored afterwards."""
+    state = np.random.get_state()
+    np.random.seed(seed)
+    try:
+        _, ci = rly.get_interval_estimates({"x": list(columns)}, func, reps=reps,
+                                           confidence_interval_size=confidence)
+    finally:
+        np.random.set_state(state)
+    return ci["x"]
 
 
 def bootstrap_ci(scores, reps: int = 2000, confidence: float = 0.95,
                  seed: int = 0) -> dict[str, tuple[float, float]]:
-    """Stratified bootstrap percentile CIs of mean, median and IQM: in each replicate
-    every game's runs are resampled with replacement, independently per game."""
-    lists = _as_score_lists(scores)
-    if not lists:
-        return {k: (np.nan, np.nan) for k in ("mean", "median", "iqm")}
-    rng = np.random.default_rng(seed)
-    samples = [s[rng.integers(0, s.size, size=(reps, s.size))] for s in lists]
-    game_means = np.stack([s.mean(axis=1) for s in samples], axis=1)  # (reps, games)
-    stats = {
-        "mean": game_means.mean(axis=1),
-        "median": np.median(game_means, axis=1),
-        "iqm": iqm(np.concatenate(samples, axis=1), axis=1),
-    }
-    lo, hi = 100 * (1 - confidence) / 2, 100 * (1 + confidence) / 2
-    return {k: (float(np.percentile(v, lo)), float(np.percentile(v, hi))) for k, v in stats.items()}
+    """Stratified-bootstrap percentile CIs of mean, median and IQM (rliable)."""
+    lo, hi = interval_estimates(_columns(scores), _aggregates, reps, confidence, seed)
+    return {k: (float(a), float(b)) for k, a, b in zip(STATS, lo, hi)}
 
 
 def reference_hns(reference: Mapping[str, Mapping[str, float]], method: str,
@@ -330,9 +314,8 @@ def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, floa
     for m in REFERENCE_METHODS:
         if not all(m in reference[g] for g in reference):
             continue
-        all_games = aggregate_scores([[v] for v in reference_hns(reference, m).values()])
-        aggregates[f"{m}"] = {"label": DISPLAY[m], "games": "all", "n_games": len(reference),
-                              **{k: {"value": v, "ci95": [v, v]} for k, v in all_games.items()}}
+        aggregates[m] = {"label": DISPLAY[m], "games": "all", "n_games": len(reference),
+                         **{k: {"value": v, "ci95": [v, v]} for k, v in reference_aggregates(reference, m).items()}}
         if our_games and len(our_games) < len(reference):
             sub = reference_aggregates(reference, m, our_games)
             aggregates[f"{m}@our_games"] = {

@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks.atari100k import aggregate as agg
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -58,22 +58,26 @@ def test_hns():
 
 
 def test_iqm_hand_example():
+    def iqm(x):  # one run per game: the IQM of the values themselves
+        return agg.aggregate_scores(np.asarray(x, dtype=float)[None, :])["iqm"]
+
     # 8 values: trim 2 each side -> mean of [3, 4, 5, 6] = 4.5; outliers do not matter.
-    assert agg.iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)
-    assert agg.iqm([-100, 2, 3, 4, 5, 6, 7, 1000]) == pytest.approx(4.5)
+    assert iqm([1, 2, 3, 4, 5, 6, 7, 8]) == pytest.approx(4.5)
+    assert iqm([-100, 2, 3, 4, 5, 6, 7, 1000]) == pytest.approx(4.5)
     # 10 values: floor(2.5) = 2 trimmed each side -> mean of the middle 6
-    assert agg.iqm(np.arange(10.0)) == pytest.approx(np.mean(np.arange(2, 8)))
-    # pooled over a (runs, games) matrix
-    assert agg.iqm(np.arange(8.0).reshape(2, 4)) == pytest.approx(3.5)
-    # per-row along an axis
-    np.testing.assert_allclose(agg.iqm(np.array([[1, 2, 3, 4], [5, 6, 7, 80.0]]), axis=1),
-                               [2.5, 6.5])
+    assert iqm(np.arange(10.0)) == pytest.approx(np.mean(np.arange(2, 8)))
+    # pooled over the runs of every game of a (runs, games) matrix
+    assert agg.aggregate_scores(np.arange(8.0).reshape(2, 4))["iqm"] == pytest.approx(3.5)
 
 
-def test_iqm_matches_scipy_trim_mean():
-    stats = pytest.importorskip("scipy.stats")
-    x = np.random.default_rng(0).normal(size=(3, 26))
-    assert agg.iqm(x) == pytest.approx(stats.trim_mean(x.reshape(-1), 0.25))
+def test_unequal_runs_per_game():
+    # game 0: runs 0, 2 (mean 1); game 1: one run 4; game 2: runs 1, 2, 6 (mean 3)
+    a = agg.aggregate_scores([[0.0, 2.0], [4.0], [1.0, 2.0, 6.0]])
+    assert a["mean"] == pytest.approx((1 + 4 + 3) / 3)
+    assert a["median"] == pytest.approx(3.0)
+    assert a["iqm"] == pytest.approx(np.mean([1.0, 2.0, 2.0, 4.0]))  # 6 pooled runs, 1 trimmed each side
+    lo, hi = agg.bootstrap_ci([[0.0, 2.0], [4.0], [1.0, 2.0, 6.0]], reps=300)["mean"]
+    assert lo < a["mean"] < hi
 
 
 def test_aggregate_scores_matrix_and_lists():
@@ -81,7 +85,7 @@ def test_aggregate_scores_matrix_and_lists():
     a = agg.aggregate_scores(m)
     assert a["mean"] == pytest.approx(2.0)
     assert a["median"] == pytest.approx(2.0)  # per-game means 1, 2, 3
-    assert a["iqm"] == pytest.approx(agg.iqm(m))
+    assert a["iqm"] == pytest.approx(np.mean([1.0, 2.0, 2.0, 3.0]))  # 6 pooled values, 1 trimmed each side
     assert agg.aggregate_scores([m[:, 0], m[:, 1], m[:, 2]]) == pytest.approx(a)
 
 

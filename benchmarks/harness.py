@@ -1,0 +1,190 @@
+"""What the benchmark scripts share: the machine and commit a result comes from, timing of
+jitted calls, a log of jax's compiles, and writing the result (JSON and a markdown table)."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import re
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import jax
+import numpy as np
+
+from dreamer.logger import git_commit  # noqa: F401  (the one commit helper, re-exported)
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+PACKAGES = ("jax", "jaxlib", "flax", "optax", "mctx", "numpy", "ale-py")
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _mem_total_gib() -> float | None:
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                return round(int(line.split()[1]) / 2**20, 1)
+    except OSError:
+        pass
+    return None
+
+
+def _version(package: str) -> str | None:
+    try:
+        return importlib.metadata.version(package)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _load_average() -> list[float] | None:
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
+
+
+def machine() -> dict:
+    """Where a result is measured: OS, CPU model and count, memory, Python, the versions of
+    jax, jaxlib and the libraries the benchmarks exercise, jax's backend and devices, and
+    the load average when called (the machines are often shared)."""
+    devices = jax.devices()
+    return {
+        "platform": platform.platform(),
+        "processor": _cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "mem_total_gib": _mem_total_gib(),
+        "python": platform.python_version(),
+        **{p.replace("-", "_"): _version(p) for p in PACKAGES},
+        "jax_backend": jax.default_backend(),
+        "devices": [str(d) for d in devices],
+        "device": str(devices[0]),
+        "device_kind": getattr(devices[0], "device_kind", None),
+        "load_average": _load_average(),
+    }
+
+
+def device_tag() -> str:
+    """``cpu``, or the accelerator's kind as a file-name fragment (``nvidia_h100_80gb_hbm3``)."""
+    dev = jax.devices()[0]
+    if dev.platform == "cpu":
+        return "cpu"
+    kind = re.sub(r"[^a-z0-9]+", "_", str(getattr(dev, "device_kind", dev.platform)).lower()).strip("_")
+    return kind or dev.platform
+
+
+# ----------------------------------------------------------------------------- timing
+
+
+def compile_timed(jitted, *args):
+    """``jitted.lower(*args).compile()`` and the seconds it took (trace, lower, compile)."""
+    t0 = time.perf_counter()
+    compiled = jitted.lower(*args).compile()
+    return compiled, time.perf_counter() - t0
+
+
+def time_stats(times: Sequence[float]) -> dict:
+    return {"reps": len(times), "median_s": float(np.median(times)), "min_s": float(np.min(times)),
+            "max_s": float(np.max(times))}
+
+
+def time_calls(call: Callable[[], Any], *, min_reps: int = 3, max_reps: int = 10, target_s: float = 2.0,
+               warmup: bool = False) -> dict:
+    """Wall times of ``call()``, each waited for with ``jax.block_until_ready`` on what it
+    returns: at least ``min_reps`` calls, then more until ``max_reps`` calls or ``target_s``
+    seconds in all. With ``warmup`` one call comes first, timed apart as ``first_call_s``
+    (for a jitted function not yet compiled, that is where the compile goes; use
+    :func:`compile_timed` to measure the compile alone). Returns :func:`time_stats`."""
+    first = None
+    if warmup:
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        first = time.perf_counter() - t0
+    times: list[float] = []
+    while len(times) < min_reps or (len(times) < max_reps and sum(times) < target_s):
+        t0 = time.perf_counter()
+        jax.block_until_ready(call())
+        times.append(time.perf_counter() - t0)
+    return {**({"first_call_s": first} if warmup else {}), **time_stats(times)}
+
+
+class CompileLog:
+    """Counts traces and compiles per function name from jax's monitoring events (they carry
+    ``fun_name``, e.g. ``act`` and ``train`` for ``jit(act)`` and ``jit(train)``)."""
+
+    EVENTS = {
+        "/jax/core/compile/jaxpr_trace_duration": "trace",
+        "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+        "/jax/core/compile/backend_compile_duration": "backend_compile",
+    }
+
+    def __init__(self):
+        self.events: list[tuple[float, str, str, float]] = []  # (perf_counter, kind, fun_name, seconds)
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event: str, duration: float, **kwargs) -> None:
+        kind = self.EVENTS.get(event)
+        if kind is not None:
+            name = str(kwargs.get("fun_name", "?"))
+            name = name[4:-1] if name.startswith("jit(") and name.endswith(")") else name
+            self.events.append((time.perf_counter(), kind, name, float(duration)))
+
+    def mark(self) -> int:
+        return len(self.events)
+
+    def summary(self, names: Sequence[str], since: int = 0) -> dict:
+        out = {n: {"traces": 0, "backend_compiles": 0, "trace_s": 0.0, "lower_s": 0.0, "backend_compile_s": 0.0}
+               for n in names}
+        for _, kind, name, dur in self.events[since:]:
+            if name in out:
+                out[name][f"{kind}_s"] += dur
+                if kind in ("trace", "backend_compile"):
+                    out[name]["traces" if kind == "trace" else "backend_compiles"] += 1
+        return out
+
+    def between(self, t0: float, t1: float) -> list[str]:
+        """Names of everything compiled (any function, eager ops too) between two instants."""
+        return [name for t, kind, name, _ in self.events if kind == "backend_compile" and t0 <= t <= t1]
+
+
+# ----------------------------------------------------------------------------- results
+
+
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    """A markdown table of ``str(cell)``: the first column left-aligned, the others right-aligned."""
+    cells = [[str(c) for c in r] for r in (header, *rows)]
+    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(header))]
+
+    def line(r):
+        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
+
+    rule = "| " + " | ".join("-" * (w - 1) + ":" if i else "-" * w for i, w in enumerate(widths)) + " |"
+    return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
+
+
+def write_result(path: str | os.PathLike, record: dict, table: tuple[Sequence[str], Sequence] | None = None) -> Path:
+    """Prints ``table`` (header, rows) as markdown, then writes ``record`` as JSON to ``path``
+    with ``commit``, ``date`` (UTC) and ``machine`` filled in where the record lacks them and
+    the load average at the end added to the machine; values JSON does not know are written
+    as ``str``. Directories are made as needed; prints and returns the path."""
+    if table is not None:
+        print("\n" + markdown_table(*table) + "\n")
+    record = dict(record)
+    record.setdefault("commit", git_commit())
+    record.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    record["machine"] = {**(record.get("machine") or machine()), "load_average_at_end": _load_average()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    print(f"wrote {path}")
+    return path

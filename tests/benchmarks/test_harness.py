@@ -1,0 +1,73 @@
+"""Tests of the benchmark harness (benchmarks/harness.py)."""
+
+import json
+import time
+
+import jax
+import jax.numpy as jnp
+from benchmarks import harness
+
+
+def test_machine_describes_cpu_jax_and_devices():
+    m = harness.machine()
+    assert m["cpu_count"] >= 1 and m["processor"]
+    assert m["jax"] == jax.__version__ and m["jaxlib"]
+    assert m["devices"] == [str(d) for d in jax.devices()] and m["device"] == m["devices"][0]
+    assert m["jax_backend"] == jax.default_backend()
+    json.dumps(m)  # JSON as it is
+
+
+def test_time_calls_counts_and_warmup():
+    calls = []
+
+    def call():
+        calls.append(None)
+        return jnp.ones(3) * len(calls)
+
+    s = harness.time_calls(call, min_reps=4, max_reps=4, target_s=0.0)
+    assert s["reps"] == 4 and len(calls) == 4 and "first_call_s" not in s
+    assert s["min_s"] <= s["median_s"] <= s["max_s"]
+    calls.clear()
+    s = harness.time_calls(call, min_reps=2, max_reps=50, target_s=0.05, warmup=True)
+    assert len(calls) == s["reps"] + 1 and s["first_call_s"] > 0
+    assert s["reps"] >= 2
+
+
+def test_time_calls_stops_at_target_seconds():
+    s = harness.time_calls(lambda: time.sleep(0.02), min_reps=1, max_reps=1000, target_s=0.1)
+    assert 1 <= s["reps"] <= 5  # every call takes >= 0.02 s: 0.1 s is reached by the fifth
+    assert s["min_s"] >= 0.02
+
+
+def test_compile_timed_and_compile_log():
+    log = harness.CompileLog()
+    mark = log.mark()
+
+    def harness_probe(x):
+        return jnp.sin(x) * 2
+
+    compiled, seconds = harness.compile_timed(jax.jit(harness_probe), jnp.ones(5))
+    assert seconds > 0
+    assert float(compiled(jnp.zeros(5))[0]) == 0.0
+    counts = log.summary(("harness_probe",), since=mark)["harness_probe"]
+    assert counts["traces"] == 1 and counts["backend_compiles"] == 1 and counts["backend_compile_s"] > 0
+
+
+def test_markdown_table():
+    text = harness.markdown_table(["seed", "steps"], [[0, 1504], [1, None]])
+    assert text.splitlines() == ["| seed | steps |", "| ---- | ----: |", "| 0    |  1504 |", "| 1    |  None |"]
+
+
+def test_write_result_fills_commit_date_machine(tmp_path, capsys):
+    path = harness.write_result(tmp_path / "sub" / "r.json", {"benchmark": "x", "value": 1.5, "obj": object()},
+                                (["a", "b"], [["row", 2]]))
+    out = capsys.readouterr().out
+    assert "| a   |   b |" in out and f"wrote {path}" in out
+    record = json.loads(path.read_text())
+    assert record["benchmark"] == "x" and record["value"] == 1.5 and record["obj"].startswith("<object")
+    assert record["commit"] == harness.git_commit() and record["date"].endswith("+00:00")
+    assert record["machine"]["cpu_count"] >= 1 and "load_average_at_end" in record["machine"]
+    # given values are kept
+    path = harness.write_result(tmp_path / "r2.json", {"commit": "abc", "machine": {"cpu_count": 1}})
+    record = json.loads(path.read_text())
+    assert record["commit"] == "abc" and record["machine"]["cpu_count"] == 1
