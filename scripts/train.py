@@ -12,24 +12,30 @@ metrics.jsonl, TensorBoard events (tb/), checkpoints/ and summary.json.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
+from typing import Annotated, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tyro
 
-from agents.cli import _fail, parse_config  # noqa: E402
+from agents.cli import fail as _fail
+from agents.cli import parse_config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainFlags:
+    """This script's own flags (hyphenated aliases: see agents/cli.py)."""
+
+    run_dir: Annotated[Optional[str], tyro.conf.arg(aliases=("--run-dir",), metavar="DIR", help_behavior_hint="")] = None  # run directory (default: runs/<preset>-<env>-s<seed>-<time>)
+    no_progress: Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))] = False  # no progress bar
+    no_tensorboard: Annotated[bool, tyro.conf.arg(aliases=("--no-tensorboard",))] = False  # no TensorBoard event files
 
 
 def main(argv=None) -> int:
     prog = "train.py"
-
-    def extra(parser):
-        parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<preset>-<env>-s<seed>-<time>)")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-        parser.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
-
-    cfg, args = parse_config(sys.argv[1:] if argv is None else argv, prog, __doc__.split("\n")[1], extra)
+    cfg, args = parse_config(sys.argv[1:] if argv is None else argv, prog, __doc__.split("\n")[0], TrainFlags)
 
     # Validate the env before any compute is spent.
     from agents.envs.gym import EnvError
