@@ -42,6 +42,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import re
 import sys
 import types
 import typing
@@ -107,7 +108,7 @@ def parse_config(argv: Sequence[str], prog: str, description: str, flags: type[F
     if flags is not None:
         parts.append(Annotated[flags, tyro.conf.arg(name=""), tyro.conf.FlagCreatePairsOff])
         defaults.append(flags())
-    known = {**fields, **{k: fields[v] for k, v in SHORTCUTS.items()}, **_flag_fields(flags)}
+    known = {**fields, **{k: fields[v] for k, v in SHORTCUTS.items()}, **_flag_fields(flags), "--help": None}
     description = (
         f"{description}\n\nPresets for --preset: {', '.join(PRESETS)}; every other flag overrides the preset's value. "
         "Tuples take space-separated items or one JSON list; booleans take true or false."
@@ -128,7 +129,7 @@ def parse_flags(flags: type[F], argv: Sequence[str], prog: str, description: str
     """Parses a script's flags dataclass alone (no config), with the same one-line refusals."""
     argv, typed = _normalise(argv, {})
     spec = Annotated[flags, tyro.conf.FlagCreatePairsOff]
-    return _run(spec, None, argv, prog, description, typed, _flag_fields(flags))
+    return _run(spec, None, argv, prog, description, typed, {**_flag_fields(flags), "--help": None})
 
 
 def _flag_fields(flags: type | None) -> dict[str, Any]:
@@ -164,7 +165,7 @@ def _canonical(flag: str) -> str:
 
 
 def _is_flag(token: str) -> bool:
-    return token.startswith("--") and len(token) > 2 or (len(token) == 2 and token[0] == "-" and token[1].isalpha())
+    return (token.startswith("--") and len(token) > 2) or (len(token) == 2 and token[0] == "-" and token[1].isalpha())
 
 
 def _optional(hint: Any) -> tuple[Any, bool]:
@@ -314,8 +315,6 @@ def _name_flags(message: str, typed: dict[str, tuple[str, list[str]]]) -> str:
     become ``--planner.num_simulations must be ...`` and ``--replay.batch_size (...)``;
     a field set through a shortcut is named by it (``--steps must be > 0, got 0``).
     """
-    import re
-
     fields = config_fields()
     sections = _sections()
     as_typed = {SHORTCUTS.get(canon, canon): flag for canon, (flag, _) in typed.items()}

@@ -20,8 +20,7 @@ from typing import Annotated, Optional
 
 import tyro
 
-from agents.cli import fail as _fail
-from agents.cli import parse_config
+from agents.cli import fail, parse_config
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +50,7 @@ def main(argv=None) -> int:
         elif cfg.network.kind != "conv":
             raise EnvError(f"{cfg.env.id} is an Atari game; preset {cfg.preset!r} uses the {cfg.network.kind} network (try --preset atari100k)")
     except EnvError as e:
-        _fail(prog, str(e))
+        fail(prog, str(e))
 
     run_dir = args.run_dir or os.path.join(
         "runs", f"{cfg.preset}-{cfg.env.id.replace('/', '_')}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -63,7 +62,7 @@ def main(argv=None) -> int:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        _fail(prog, f"cannot write run directory {run_dir!r}: {e.strerror or e}")
+        fail(prog, f"cannot write run directory {run_dir!r}: {e.strerror or e}")
 
     from agents.loop import NonFiniteLossError
     from dreamer.checkpoint import CheckpointError
@@ -75,7 +74,7 @@ def main(argv=None) -> int:
             print(f"resuming from {trainer.counters.env_steps} env steps, {trainer.counters.updates} updates", file=sys.stderr)
         counters = trainer.run()
     except CheckpointError as e:
-        _fail(prog, f"cannot resume from {run_dir!r}: {e}")
+        fail(prog, f"cannot resume from {run_dir!r}: {e}")
     except NonFiniteLossError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 3
