@@ -39,26 +39,26 @@ class PlannerConfig:
     """Search settings. Defaults are EfficientZero's (``../shared/PROTOCOL.md``)."""
 
     search: str = "puct"  # "puct" (mctx.muzero_policy) or "gumbel" (mctx.gumbel_muzero_policy)
-    num_simulations: int = 50
+    num_simulations: int = 50  # search simulations per agent step
     discount: float = 0.997**4  # per agent step (0.997 per frame, action repeat 4)
-    pb_c_init: float = 1.25
-    pb_c_base: float = 19652.0
-    dirichlet_alpha: float = 0.3
-    dirichlet_fraction: float = 0.25  # 0 disables root noise
+    pb_c_init: float = 1.25  # pUCT exploration constant c1
+    pb_c_base: float = 19652.0  # pUCT visit-count scale c2 (exploration grows as visits pass it)
+    dirichlet_alpha: float = 0.3  # concentration of the Dirichlet root noise
+    dirichlet_fraction: float = 0.25  # share of root noise in the prior policy (0 disables it)
     # "min_max" (EfficientZero, tree-wide), "parent_siblings" or "completed_mix" (mctx's);
     # None picks "min_max" for pUCT and "completed_mix" for Gumbel.
-    qtransform: str | None = None
+    qtransform: str | None = None  # Q normalisation: "min_max", "parent_siblings", "completed_mix" or None (by search)
     min_max_floor: float = 0.01  # EfficientZero's range floor for the min-max normalisation
-    max_depth: int | None = None  # None: unbounded (up to num_simulations)
-    max_num_considered_actions: int = 16  # Gumbel only
-    gumbel_scale: float = 1.0  # Gumbel only
+    max_depth: int | None = None  # deepest search tree level (None: unbounded, up to num_simulations)
+    max_num_considered_actions: int = 16  # Gumbel only: root actions kept for sequential halving
+    gumbel_scale: float = 1.0  # Gumbel only: scale of the Gumbel noise on root logits (0: deterministic)
     # "completed_mix" only (mctx's defaults): the completed Q values are scaled by
     # (maxvisit_init + max child visits) * value_scale before they are added to the logits;
     # rescale_values=True first min-max normalises them among the root's children, so even
     # a tiny Q gap between two actions becomes a full unit. False keeps Q on the value scale.
-    value_scale: float = 0.1
-    maxvisit_init: float = 50.0
-    rescale_values: bool = True
+    value_scale: float = 0.1  # completed_mix: scale of the completed Q values added to the logits
+    maxvisit_init: float = 50.0  # completed_mix: visit offset in the Q scale (maxvisit_init + max visits)
+    rescale_values: bool = True  # completed_mix: min-max normalise Q among root children first
 
     def __post_init__(self):
         self.validate()
@@ -96,12 +96,12 @@ class NetworkConfig:
     channels: int = 64  # conv: residual channels (EfficientZero: 64)
     blocks: int = 1  # conv: residual blocks per stage (EfficientZero: 1)
     reduced_channels: int = 16  # conv: head channels (EfficientZero: 16)
-    lstm_hidden: int = 64  # value-prefix LSTM (EfficientZero: 512)
-    projection_hidden: int = 256  # SimSiam projection (EfficientZero: 1024)
-    projection_out: int = 256  # (EfficientZero: 1024)
-    predictor_hidden: int = 128  # (EfficientZero: 512)
-    value_support: tuple[float, float, int] = (-20.0, 20.0, 41)  # (low, high, bins) in h-space
-    reward_support: tuple[float, float, int] = (-20.0, 20.0, 41)
+    lstm_hidden: int = 64  # value-prefix LSTM hidden size (EfficientZero: 512)
+    projection_hidden: int = 256  # SimSiam projection hidden width (EfficientZero: 1024)
+    projection_out: int = 256  # SimSiam projection output size (EfficientZero: 1024)
+    predictor_hidden: int = 128  # SimSiam predictor hidden width (EfficientZero: 512)
+    value_support: tuple[float, float, int] = (-20.0, 20.0, 41)  # value categorical support: low high bins (h-space)
+    reward_support: tuple[float, float, int] = (-20.0, 20.0, 41)  # reward / value-prefix support: low high bins (h-space)
     value_prefix: bool = True  # EfficientZero's LSTM value prefix instead of per-step reward
     value_prefix_horizon: int = 5  # value-prefix reset period in unroll / search steps (EfficientZero: 5)
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
@@ -120,14 +120,14 @@ class NetworkConfig:
 class ReplayConfig:
     """Prioritised replay of per-env streams; capacity counts transitions over all envs."""
 
-    capacity: int = 100_000
-    batch_size: int = 256
+    capacity: int = 100_000  # transitions kept, over all envs
+    batch_size: int = 256  # sequences per update
     alpha: float = 0.6  # priority exponent (EfficientZero: 0.6)
     beta: float = 0.4  # importance-weight exponent at the start, annealed to 1
-    beta_anneal_updates: int = 100_000
+    beta_anneal_updates: int = 100_000  # updates over which beta anneals linearly to 1
     min_size: int = 2_000  # transitions before training starts (EfficientZero: 2,000)
     frame_stack: int = 1  # frames stacked at sample time (Atari: 4)
-    priority_eps: float = 1e-6
+    priority_eps: float = 1e-6  # added to new priorities so no transition gets probability 0
 
     def __post_init__(self):
         _positive(self, "capacity", "batch_size", "min_size", "frame_stack", "beta_anneal_updates")
@@ -139,22 +139,22 @@ class LearnerConfig:
     """Optimisation and targets. Defaults are EfficientZero's Atari settings."""
 
     optimizer: str = "sgd"  # "sgd" (momentum 0.9, EfficientZero) or "adamw"
-    learning_rate: float = 0.2
+    learning_rate: float = 0.2  # peak learning rate, after warm-up
     warmup_updates: int = 1_000  # linear warm-up (EfficientZero: 1% of 100k)
     lr_decay_updates: int = 100_000  # lr x lr_decay_factor after this many updates
-    lr_decay_factor: float = 0.1
-    momentum: float = 0.9
-    weight_decay: float = 1e-4
-    max_grad_norm: float = 5.0
-    unroll_steps: int = 5
-    td_steps: int = 5
+    lr_decay_factor: float = 0.1  # learning-rate multiplier applied after lr_decay_updates
+    momentum: float = 0.9  # sgd momentum (adamw ignores it)
+    weight_decay: float = 1e-4  # L2 weight decay (decoupled for adamw)
+    max_grad_norm: float = 5.0  # global gradient-norm clip
+    unroll_steps: int = 5  # model unroll length K per training sequence
+    td_steps: int = 5  # n of the n-step bootstrapped value target
     td_age_step: int = 30_000  # off-policy correction: td = clip(td_steps - age // td_age_step, 1, td_steps)
     target_update_interval: int = 200  # updates between target-param refreshes
     reanalyze_fraction: float = 0.99  # fraction of the batch whose policy targets are re-searched
-    value_loss_weight: float = 0.25
-    reward_loss_weight: float = 1.0
-    policy_loss_weight: float = 1.0
-    consistency_loss_weight: float = 2.0
+    value_loss_weight: float = 0.25  # weight of the value loss
+    reward_loss_weight: float = 1.0  # weight of the reward / value-prefix loss
+    policy_loss_weight: float = 1.0  # weight of the policy loss
+    consistency_loss_weight: float = 2.0  # weight of the SimSiam self-supervised consistency loss
     updates_per_call: int = 1  # updates scanned inside one jitted train call
     augment: bool = False  # random shift + intensity (images only)
 
@@ -171,15 +171,15 @@ class LearnerConfig:
 class EnvConfig:
     """Which environment and how many copies."""
 
-    id: str = "CartPole-v0"
-    num_envs: int = 8
-    num_eval_envs: int = 10
-    eval_episodes: int = 10
+    id: str = "CartPole-v0"  # gymnasium env id or Atari game name ("Breakout", "ALE/Pong-v5")
+    num_envs: int = 8  # parallel training envs
+    num_eval_envs: int = 10  # parallel evaluation envs
+    eval_episodes: int = 10  # whole episodes per evaluation
     max_episode_steps: int | None = None  # training cap (None: the env's own)
-    eval_max_episode_steps: int | None = None
+    eval_max_episode_steps: int | None = None  # evaluation cap (None: the env's own)
     # Atari only (see agents/envs/atari.py for the protocol)
-    frame_size: int = 96
-    grayscale: bool = False
+    frame_size: int = 96  # Atari only: square frame side in pixels
+    grayscale: bool = False  # Atari only: gray frames instead of RGB
 
     def __post_init__(self):
         _positive(self, "num_envs", "num_eval_envs", "eval_episodes", "frame_size")
@@ -192,11 +192,11 @@ class LoopConfig:
     env_steps: int = 100_000  # total agent steps over all training envs
     replay_ratio: float = 1.0  # updates per agent step
     extra_updates: int = 0  # updates after data collection ends (EfficientZero: 20k)
-    temperature_schedule: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.75, 0.5), (1.0, 0.25))
+    temperature_schedule: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.75, 0.5), (1.0, 0.25))  # (progress limit, temperature) pairs: act at the first whose limit exceeds the share of env_steps done
     eval_every: int = 5_000  # agent steps between evaluations
-    log_every_s: float = 10.0
-    checkpoint_every_s: float = 600.0
-    keep_checkpoints: int = 2
+    log_every_s: float = 10.0  # seconds between metric log lines
+    checkpoint_every_s: float = 600.0  # seconds between checkpoints
+    keep_checkpoints: int = 2  # newest checkpoints kept on disk
     stop_at_return: float | None = None  # stop early once the eval mean reaches this
 
     def __post_init__(self):
@@ -208,8 +208,8 @@ class LoopConfig:
 class Config:
     """One experiment: every concern, a seed and the preset it came from."""
 
-    preset: str = "cartpole"
-    seed: int = 0
+    preset: str = "cartpole"  # named defaults that the other flags override (agents/efficientzero/presets.py)
+    seed: int = 0  # seed of the envs, network initialisation and search
     env: EnvConfig = field(default_factory=EnvConfig)
     network: NetworkConfig = field(default_factory=NetworkConfig)
     planner: PlannerConfig = field(default_factory=PlannerConfig)

@@ -10,24 +10,37 @@ For Atari runs the evaluation envs play whole games with unclipped rewards, capp
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import os
 import sys
 import time
+from typing import Annotated, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tyro
+
+from agents.cli import parse_flags
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalFlags:
+    """What to evaluate and where the results go."""
+
+    run_dir: Annotated[str, tyro.conf.Positional, tyro.conf.arg(metavar="RUN_DIR")]  # a run directory written by train.py
+    episodes: Annotated[Optional[int], tyro.conf.arg(metavar="INT", help_behavior_hint="")] = None  # whole episodes to play (default: the config's env.eval_episodes)
+    envs: Annotated[Optional[int], tyro.conf.arg(metavar="INT", help_behavior_hint="")] = None  # parallel eval envs (default: the config's env.num_eval_envs, at most --episodes)
+    seed: int = 12345  # seed of the evaluation envs and search
+    out: Annotated[Optional[str], tyro.conf.arg(metavar="PATH", help_behavior_hint="")] = None  # JSON path (default: RUN_DIR/eval.json)
+
+    def __post_init__(self):
+        for name in ("episodes", "envs"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"--{name} must be >= 1, got {value}")
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
-    parser.add_argument("run_dir")
-    parser.add_argument("--episodes", type=int, default=None, help="default: the config's env.eval_episodes")
-    parser.add_argument("--envs", type=int, default=None, help="parallel eval envs (default: config's)")
-    parser.add_argument("--seed", type=int, default=12345)
-    parser.add_argument("--out", default=None, help="JSON path (default: RUN_DIR/eval.json)")
-    args = parser.parse_args(argv)
+    args = parse_flags(EvalFlags, sys.argv[1:] if argv is None else argv, "evaluate.py", __doc__.split("\n")[0])
 
     import jax
     import numpy as np
@@ -45,11 +58,6 @@ def main(argv=None) -> int:
         return 2
     with open(config_path) as f:
         cfg = from_dict(json.load(f))
-    for name in ("episodes", "envs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            print(f"evaluate.py: error: --{name} must be >= 1, got {value}", file=sys.stderr)
-            return 2
     episodes = args.episodes or cfg.env.eval_episodes
     env_cfg = dataclasses.replace(cfg.env, eval_episodes=episodes,
                                   num_eval_envs=args.envs or min(episodes, cfg.env.num_eval_envs))

@@ -13,9 +13,7 @@ import argparse
 import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from dreamer.logger import read_metrics  # noqa: E402
+from dreamer.logger import read_metrics
 
 
 def plot_runs(run_dirs: list[str], out: str, metrics: list[str], x: str = "env_steps") -> str:

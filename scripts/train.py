@@ -12,24 +12,29 @@ metrics.jsonl, TensorBoard events (tb/), checkpoints/ and summary.json.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import time
+from typing import Annotated, Optional
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import tyro
 
-from agents.cli import _fail, parse_config  # noqa: E402
+from agents.cli import fail, parse_config
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainFlags:
+    """This script's own flags (hyphenated aliases: see agents/cli.py)."""
+
+    run_dir: Annotated[Optional[str], tyro.conf.arg(aliases=("--run-dir",), metavar="DIR", help_behavior_hint="")] = None  # run directory (default: runs/<preset>-<env>-s<seed>-<time>)
+    no_progress: Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))] = False  # no progress bar
+    no_tensorboard: Annotated[bool, tyro.conf.arg(aliases=("--no-tensorboard",))] = False  # no TensorBoard event files
 
 
 def main(argv=None) -> int:
     prog = "train.py"
-
-    def extra(parser):
-        parser.add_argument("--run-dir", default=None, help="run directory (default: runs/<preset>-<env>-s<seed>-<time>)")
-        parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-        parser.add_argument("--no-tensorboard", action="store_true", help="no TensorBoard event files")
-
-    cfg, args = parse_config(sys.argv[1:] if argv is None else argv, prog, __doc__.split("\n")[1], extra)
+    cfg, args = parse_config(sys.argv[1:] if argv is None else argv, prog, __doc__.split("\n")[0], TrainFlags)
 
     # Validate the env before any compute is spent.
     import agents.envs
@@ -48,7 +53,7 @@ def main(argv=None) -> int:
             raise EnvError(f"{cfg.env.id} is {what} with image observations; preset {cfg.preset!r} uses the "
                            f"{cfg.network.kind} network (try --preset {preset})")
     except EnvError as e:
-        _fail(prog, str(e))
+        fail(prog, str(e))
 
     run_dir = args.run_dir or os.path.join(
         "runs", f"{cfg.preset}-{cfg.env.id.replace('/', '_')}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -60,7 +65,7 @@ def main(argv=None) -> int:
             f.write("ok")
         os.remove(probe)
     except OSError as e:
-        _fail(prog, f"cannot write run directory {run_dir!r}: {e.strerror or e}")
+        fail(prog, f"cannot write run directory {run_dir!r}: {e.strerror or e}")
 
     from agents.efficientzero import make_agent
     from agents.loop import NonFiniteLossError, open_run
@@ -74,7 +79,7 @@ def main(argv=None) -> int:
             print(f"resuming from {run.counters.env_steps} env steps, {run.counters.updates} updates", file=sys.stderr)
         counters = run.run()
     except CheckpointError as e:
-        _fail(prog, f"cannot resume from {run_dir!r}: {e}")
+        fail(prog, f"cannot resume from {run_dir!r}: {e}")
     except NonFiniteLossError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 3

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import difflib
+import re
 import warnings
 
 import gymnasium as gym
@@ -33,10 +34,24 @@ def _make(env_id: str, **kwargs):
 
 
 def check_env_id(env_id: str) -> None:
-    """Raises :class:`EnvError` for an unknown id, suggesting close registered names."""
+    """Raises :class:`EnvError` for an unknown id, suggesting only genuinely close registered ids.
+
+    Ids are compared without their version suffix and case (``cartpol-v1`` and
+    ``CartPole`` are both close to ``CartPole-v1``): on whole ids, the ``-v0``/``-v4``
+    suffix that hundreds of registered Atari ids share made unrelated names look
+    half-similar (``NoSuchEnv-v0`` drew ``UpNDown-v0, Pong-v0``). The close ones are
+    listed most similar first, at most three.
+    """
     if env_id in gym.registry:
         return
-    close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=4, cutoff=0.5)
+
+    def stem(name: str) -> str:
+        return re.sub(r"-v\d+$", "", name).lower()
+
+    want = stem(env_id)
+    close = [k for k in gym.registry if difflib.SequenceMatcher(None, want, stem(k)).ratio() >= 0.8]
+    close.sort(key=lambda k: -difflib.SequenceMatcher(None, env_id.lower(), k.lower()).ratio())
+    close = close[:3]
     hint = f"; did you mean {', '.join(close)}?" if close else ""
     raise EnvError(f"unknown gymnasium env id {env_id!r}{hint}")
 
