@@ -199,19 +199,28 @@ def group_runs(runs: Sequence[Run]) -> list[Group]:
                 break
         else:
             groups.append(Group([run], flat))
-    configured = [g for g in groups if g.config]
-    keys = sorted({k for g in configured for k in g.config})
-    differ = [k for k in keys if k not in ("preset", "env.id") and len({repr(g.config.get(k)) for g in configured}) > 1]
+
+    def kind(group: Group) -> tuple[str, str]:
+        return str(group.config.get("preset", "?")), str(group.config.get("env.id", "?"))
+
     for group in groups:
         if not group.config:
             group.label = f"{group.runs[0].name} (no config.json) · {group.statistic}"
             continue
-        parts = [str(group.config.get("preset", "?")), str(group.config.get("env.id", "?"))]
+        # Name the fields that set this group apart from the groups of its preset and env.
+        siblings = [g for g in groups if g.config and kind(g) == kind(group)]
+        keys = sorted({k for g in siblings for k in g.config} - {"preset", "env.id"})
+        differ = [k for k in keys if len({repr(g.config.get(k)) for g in siblings}) > 1]
+        parts = list(kind(group))
         shown = differ[:4]
         parts += [f"{k}={_format_value(group.config.get(k))}" for k in shown]
         if len(differ) > len(shown):
             parts.append(f"(+{len(differ) - len(shown)} more fields differ)")
         group.label = " · ".join(parts) + f" · {group.statistic}"
+    labels = [g.label for g in groups]
+    for group in groups:
+        if labels.count(group.label) > 1:  # differences beyond the fields shown: tell them apart by a run
+            group.label += f" · e.g. {group.runs[0].name}"
     return groups
 
 
@@ -387,12 +396,14 @@ def plot_runs(
         raise PlotInputError(f"--x must be one of {', '.join(X_AXES)}, got {x!r}")
     if not run_dirs:
         raise PlotInputError("no run directories given")
-    runs = [load_run(path) for path in run_dirs]
+    unique = {os.path.realpath(path): path for path in reversed(run_dirs)}  # a directory named twice counts once
+    runs = [load_run(path) for path in reversed(unique.values())]
     metrics = resolve_metrics(runs, metrics, x)
     _check_out(out)
     groups = group_runs(runs)
 
     from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
     from matplotlib.ticker import StrMethodFormatter
 
     n = len(metrics)
@@ -406,6 +417,7 @@ def plot_runs(
     notes: list[str] = []
     how_by_metric: dict[str, set[str]] = {m: set() for m in metrics}
     band_handles: dict[str, tuple] = {}
+    std_labels: set[str] = set()
 
     for metric, ax in axes.items():
         std_metric = metric[: -len("_mean")] + "_std" if metric.endswith("_mean") else None
@@ -416,14 +428,15 @@ def plot_runs(
                 continue
             if len(curves) == 1:
                 xs, ys = curves[0]
-                ax.plot(xs, ys, color=color, lw=1.6, marker="o" if len(xs) < 30 else None, ms=3, label=group.label)
+                ax.plot(xs, ys, color=color, lw=1.6, marker="o" if len(xs) < 15 else None, ms=3, label=group.label)
                 if std_metric is not None and len(group.runs) == 1:
                     sx, sy = series(group.runs[0], std_metric, x)
                     if len(sx) and np.array_equal(sx, xs):
                         episodes = {r.get("eval/episodes") for r in group.runs[0].records if "eval/episodes" in r}
-                        per = f" over {int(episodes.pop())} episodes" if len(episodes) == 1 else ""
-                        ax.fill_between(xs, ys - sy, ys + sy, color=color, alpha=0.2, lw=0,
-                                        label=f"± std of return{per} ({group.runs[0].name})")
+                        per = f"the {int(episodes.pop())} " if len(episodes) == 1 else "the "
+                        std_label = f"n=1 seed: band is ± std over {per}evaluation episodes"
+                        ax.fill_between(xs, ys - sy, ys + sy, color=color, alpha=0.2, lw=0, label=std_label)
+                        std_labels.add(std_label)
                 continue
             grid, values, how = align(curves)
             how_by_metric[metric].add(how)
@@ -434,7 +447,7 @@ def plot_runs(
             center, lo, hi = aggregate(values, reps=reps, seed=seed)
             for row in values if len(values) < IQM_MIN_RUNS else ():
                 ax.plot(grid, row, color=color, lw=0.6, alpha=0.35)
-            (line,) = ax.plot(grid, center, color=color, lw=1.8, marker="o" if len(grid) < 30 else None, ms=3,
+            (line,) = ax.plot(grid, center, color=color, lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
                               label=group.label)
             band = ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
             band_handles.setdefault(group.label, (band, line))  # the legend shows line and band
@@ -481,6 +494,8 @@ def plot_runs(
         for handle, label in zip(*ax.get_legend_handles_labels()):
             entries.setdefault(label, handle)
     entries.update(band_handles)
+    for label in std_labels:  # one entry for the std bands of all single runs, in neutral grey
+        entries[label] = Patch(facecolor="0.5", alpha=0.3, lw=0)
     ranked = sorted(entries, key=lambda label: (0 if any(label == g.label for g in groups) else 1))
     ncols = 1 if len(ranked) < 2 or width < 12 else 2
     legend_rows = math.ceil(len(ranked) / ncols)

@@ -28,7 +28,8 @@ plot = _load_script()
 EVAL_STEPS = [500, 1000, 1500, 2000, 2500, 3000]
 
 
-def make_run(root, name, seed, *, lr=0.003, eval_steps=EVAL_STEPS, loss_offset=0, with_config=True):
+def make_run(root, name, seed, *, lr=0.003, eval_steps=EVAL_STEPS, loss_offset=0, with_config=True,
+             preset="cartpole", batch_size=256):
     """A run directory like scripts/train.py leaves: config.json and metrics.jsonl.
 
     Returns are seed-dependent so that seeds differ; losses are logged on a clock, at env
@@ -37,8 +38,9 @@ def make_run(root, name, seed, *, lr=0.003, eval_steps=EVAL_STEPS, loss_offset=0
     run = root / name
     run.mkdir()
     if with_config:
-        config = {"preset": "cartpole", "seed": seed, "env": {"id": "CartPole-v0", "eval_episodes": 10},
-                  "learner": {"learning_rate": lr, "unroll_steps": 5}, "loop": {"env_steps": 3000}}
+        config = {"preset": preset, "seed": seed, "env": {"id": "CartPole-v0", "eval_episodes": 10},
+                  "learner": {"learning_rate": lr, "unroll_steps": 5}, "loop": {"env_steps": 3000},
+                  "replay": {"batch_size": batch_size if preset == "cartpole" else 16}}
         (run / "config.json").write_text(json.dumps(config))
     records = []
     for i, step in enumerate(eval_steps):
@@ -130,7 +132,8 @@ def test_single_run_shows_the_std_band(tmp_path):
     assert low == pytest.approx(20.0 - 4.0) and high == pytest.approx(20.0 + 150.0 + 9.0)
     texts = legend_texts(result)
     assert "cartpole · CartPole-v0 · n=1 seed (seed 0)" in texts
-    assert "± std of return over 10 episodes (only)" in texts
+    assert "n=1 seed: band is ± std over the 10 evaluation episodes" in texts
+    assert not any("only" in t for t in texts)  # configs, not directory names
     # Loss panels of a single run draw the run's curve, no band.
     assert bands(result.axes["loss/value"]) == []
 
@@ -147,6 +150,23 @@ def test_groups_are_named_by_the_fields_they_differ_in(tmp_path):
     assert "cartpole · CartPole-v0 · learner.learning_rate=0.03 · n=1 seed (seed 0)" in texts
     assert len(bands(result.axes["eval/return_mean"])) == 3  # two CI bands, one std band
     assert result.axes["loss/total"].get_ylabel()
+
+
+def test_presets_are_told_apart_by_name_and_a_run_named_twice_counts_once(tmp_path):
+    cartpole = [make_run(tmp_path, f"c{s}", s) for s in range(2)]
+    debug = make_run(tmp_path, "d0", 0, preset="debug")
+    result = plot.plot_runs([*cartpole, debug, cartpole[0]], str(tmp_path / "c.png"), metrics=["eval/return_mean"],
+                            reps=300)
+    # The presets differ in replay.batch_size, but the preset's name already says so.
+    assert [g.label for g in result.groups] == ["cartpole · CartPole-v0 · n=2 seeds, mean ± 95% bootstrap CI",
+                                                "debug · CartPole-v0 · n=1 seed (seed 0)"]
+    # Within one preset, the field that differs is named.
+    other = make_run(tmp_path, "c9", 9, batch_size=128)
+    result = plot.plot_runs([*cartpole, other], str(tmp_path / "c.png"), metrics=["eval/return_mean"], reps=300)
+    assert [g.label for g in result.groups] == [
+        "cartpole · CartPole-v0 · replay.batch_size=256 · n=2 seeds, mean ± 95% bootstrap CI",
+        "cartpole · CartPole-v0 · replay.batch_size=128 · n=1 seed (seed 9)",
+    ]
 
 
 def test_longer_seed_is_cut_to_the_common_prefix(tmp_path):
