@@ -351,11 +351,15 @@ def _check_out(out: str) -> None:
         raise PlotInputError(f"--out {out}: not writable")
 
 
+def _featured(metrics: Sequence[str]) -> bool:
+    return is_return(metrics[0]) and len(metrics) in (3, 5)
+
+
 def _layout(fig, metrics: list[str]) -> list[Any]:
     """A large first panel beside a 2x2 (or 2x1) block when the first metric is a return
-    and two to four panels follow (the default); otherwise a grid of equal panels."""
+    and two or four panels follow (the default); otherwise a grid of equal panels."""
     n = len(metrics)
-    if is_return(metrics[0]) and 3 <= n <= 5:
+    if _featured(metrics):
         rest = n - 1
         cols = 2 if rest > 2 else 1
         gs = fig.add_gridspec(2, 2 + cols, width_ratios=[1.3, 1.3] + [1] * cols)
@@ -363,9 +367,13 @@ def _layout(fig, metrics: list[str]) -> list[Any]:
         for i in range(rest):
             axes.append(fig.add_subplot(gs[i // cols, 2 + i % cols]))
         return axes
-    cols = min(n, 3)
+    cols = _grid_cols(n)
     rows = math.ceil(n / cols)
     return [fig.add_subplot(rows, cols, i + 1) for i in range(n)]
+
+
+def _grid_cols(n: int) -> int:
+    return 2 if n == 4 else min(n, 3)
 
 
 def _unroll_steps(groups: list[Group]) -> int | None:
@@ -403,12 +411,13 @@ def plot_runs(
     groups = group_runs(runs)
 
     from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
     from matplotlib.patches import Patch
     from matplotlib.ticker import StrMethodFormatter
 
     n = len(metrics)
-    featured = is_return(metrics[0]) and 3 <= n <= 5
-    width, height = (13.5, 6.2) if featured else (max(4.6 * min(n, 3), 9.0), 3.4 * math.ceil(n / 3))
+    featured = _featured(metrics)
+    width, height = (13.5, 6.2) if featured else (max(4.6 * _grid_cols(n), 9.0), 3.4 * math.ceil(n / _grid_cols(n)))
     fig = Figure(figsize=(width, height + 1.0), layout="constrained")
     # Panels above, legend and notes below in a footer sized once they are known.
     body, foot = fig.subfigures(2, 1, height_ratios=[height, 1.0])
@@ -418,6 +427,7 @@ def plot_runs(
     how_by_metric: dict[str, set[str]] = {m: set() for m in metrics}
     band_handles: dict[str, tuple] = {}
     std_labels: set[str] = set()
+    seed_lines = False
 
     for metric, ax in axes.items():
         std_metric = metric[: -len("_mean")] + "_std" if metric.endswith("_mean") else None
@@ -445,14 +455,21 @@ def plot_runs(
                     ax.plot(xs, ys, color=color, lw=0.8, alpha=0.6)
                 continue
             center, lo, hi = aggregate(values, reps=reps, seed=seed)
-            for row in values if len(values) < IQM_MIN_RUNS else ():
-                ax.plot(grid, row, color=color, lw=0.6, alpha=0.35)
-            (line,) = ax.plot(grid, center, color=color, lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
+            if is_return(metric) and len(values) < IQM_MIN_RUNS:  # few seeds: show each one too
+                for row in values:
+                    ax.plot(grid, row, color=color, lw=0.7, alpha=0.45)
+                seed_lines = True
+            marker = "o" if len(grid) < 15 and how != "interpolated" else None  # markers only on measured points
+            (line,) = ax.plot(grid, center, color=color, lw=1.8, marker=marker, ms=3,
                               label=group.label)
             band = ax.fill_between(grid, lo, hi, color=color, alpha=0.2, lw=0)
             band_handles.setdefault(group.label, (band, line))  # the legend shows line and band
 
         title, ylabel = metric_labels(metric)
+        if metric == "eval/return_mean":
+            episodes = {r["eval/episodes"] for run in runs for r in run.records if "eval/episodes" in r}
+            if len(episodes) == 1:
+                title += f" (mean of {int(episodes.pop())} episodes per evaluation)"
         ax.set_title(title, fontsize=11 if ax is axes[metrics[0]] and featured else 9.5)
         ax.set_ylabel(ylabel, fontsize=9)
         ax.set_xlabel(X_AXES[x], fontsize=9)
@@ -480,9 +497,10 @@ def plot_runs(
         notes.append(f"Consistency loss = −cosine similarity of predicted and real next latents, summed over "
                      f"{k or 'K'} unroll steps: it runs from {best} (perfect) to +{k or 'K'}, so loss/total can be negative.")
     if any("interpolated" in h for h in how_by_metric.values()):
-        which = ", ".join(m for m, h in how_by_metric.items() if "interpolated" in h)
-        notes.append(f"Seeds logged {which} at different {X_AXES[x]}: each is interpolated linearly onto a common "
-                     "grid over the range all seeds cover.")
+        which = [m for m, h in how_by_metric.items() if "interpolated" in h]
+        names = "the loss terms" if set(which) == set(LOSS_TERMS) & set(metrics) else ", ".join(which)
+        notes.append(f"The seeds logged {names} at different {X_AXES[x]}: each seed is interpolated linearly onto a "
+                     "common grid over the range all seeds cover.")
     if any("prefix" in h for h in how_by_metric.values()):
         notes.append("Some seeds ran longer than others: curves stop where the shortest seed stops.")
     if any("none" in h for h in how_by_metric.values()):
@@ -496,6 +514,8 @@ def plot_runs(
     entries.update(band_handles)
     for label in std_labels:  # one entry for the std bands of all single runs, in neutral grey
         entries[label] = Patch(facecolor="0.5", alpha=0.3, lw=0)
+    if seed_lines:
+        entries["thin lines: individual seeds"] = Line2D([], [], color="0.5", lw=0.7)
     ranked = sorted(entries, key=lambda label: (0 if any(label == g.label for g in groups) else 1))
     ncols = 1 if len(ranked) < 2 or width < 12 else 2
     legend_rows = math.ceil(len(ranked) / ncols)

@@ -105,7 +105,7 @@ def test_three_seeds_of_one_config(tmp_path):
 
     # Losses were logged at different env steps per seed: interpolated, and the figure says so;
     # the consistency term's sign is explained.
-    assert any("interpolated" in note and "loss/value" in note for note in result.notes)
+    assert any("interpolated" in note and "the loss terms" in note for note in result.notes)
     assert any("Consistency" in note and "negative" in note for note in result.notes)
     consistency = result.axes["loss/consistency"]
     assert any(list(line.get_ydata()) == [-5, -5] for line in consistency.get_lines())
