@@ -558,7 +558,7 @@ def parse_reference(text: str) -> tuple[str, float]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _Parser(prog=PROG, description=__doc__.split("\n")[0])
+    parser = _Parser(prog=PROG, description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("runs", nargs="+", help="run directories (each with metrics.jsonl and config.json)")
     parser.add_argument("--out", default="curves.png", help="image path; the format follows the extension (default: %(default)s)")
     parser.add_argument("--x", default="env_steps", choices=list(X_AXES), help="x axis (default: %(default)s)")
