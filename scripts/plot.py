@@ -3,7 +3,7 @@
 
     python scripts/plot.py runs/cartpole-*/ --threshold 195 --out curves.png
     python scripts/plot.py runs/a-* runs/b-* --x time --metrics eval/return_mean train/episode_return
-    python scripts/plot.py runs/breakout-* --reference "EfficientZero=432.2" --reference "human=30.5"
+    python scripts/plot.py runs/breakout-* --reference "EfficientZero=414.1" --reference "human=30.5"
 
 Runs are grouped by config: run directories whose ``config.json`` differ only in ``seed``
 form one group, drawn as one curve. A group of 5 or more runs is drawn as its
