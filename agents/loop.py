@@ -13,17 +13,18 @@ of the agent's insides: the agent state is one pytree that it checkpoints as it 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from agents.envs.base import EnvSpec, VectorEnv, game_info
+from agents.envs.base import EnvSpec, FunctionalEnv, VectorEnv, game_info
 from dreamer import checkpoint as ckpt_lib
 from dreamer.agent import Agent, Transition
 from dreamer.config import Config, to_dict
@@ -103,7 +104,8 @@ class _Run:
         agent_rng, self.rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
         self.state = agent.init(agent_rng)
         self.counters = Counters()
-        self.recent_returns: list[float] = []  # returns of training games since the last log
+        self.games = np.zeros(2)  # training games ended since the last log, and their return sum
+        self.train_metrics: dict = {}  # the last train call's metrics (device arrays until logged)
         self.checkpointer = ckpt_lib.Checkpointer(run_dir, keep=cfg.loop.keep_checkpoints)
         self.resumed = False
         if self.checkpointer.latest() is not None:
@@ -125,6 +127,8 @@ class _Run:
         return {"agent": self.state, "rng": self.rng}
 
     def save(self) -> None:
+        """Checkpoints the run (after checking the last train metrics are finite)."""
+        self.check_finite(self.train_metrics)
         c = self.counters
         c.wall_time = self.logger.elapsed
         meta = {"config": to_dict(self.cfg), "counters": dataclasses.asdict(c), "commit": git_commit()}
@@ -170,18 +174,24 @@ class _Run:
                 json.dump({"updates": self.counters.updates, "env_steps": self.counters.env_steps, "metrics": stats}, f,
                           indent=2)
             raise NonFiniteLossError(
-                f"non-finite {', '.join(bad)} at update {self.counters.updates}; "
+                f"non-finite {', '.join(bad)} by update {self.counters.updates}; "
                 f"last good checkpoint kept in {self.checkpointer.directory}; batch statistics in nonfinite_batch.json"
             )
 
-    def log(self, train_metrics: dict, recent_returns: list[float]) -> dict:
+    def log(self) -> dict:
+        """Writes the latest train metrics, speeds and the training games' mean return since
+        the last log (the one host sync of the training loop)."""
         c = self.counters
-        metrics = {k: float(v) for k, v in train_metrics.items()}
+        self.check_finite(self.train_metrics)
+        metrics = {k: float(v) for k, v in self.train_metrics.items()}
         elapsed = max(self.logger.elapsed, 1e-9)
         metrics["speed/env_steps_per_s"] = c.env_steps / elapsed
         metrics["speed/updates_per_s"] = c.updates / elapsed
-        if recent_returns:
-            metrics["train/episode_return"] = float(np.mean(recent_returns))
+        games, returns = self.games
+        if games:
+            c.episodes += int(games)
+            metrics["train/episode_return"] = float(returns / games)
+        self.games = np.zeros(2)
         return self.logger.write(c.env_steps, c.updates, metrics)
 
     def total_updates(self) -> int:
@@ -194,15 +204,15 @@ class _Run:
         with ckpt_lib.install_signal_handlers() as stop:
             bar = _progress_bar(self.cfg.loop.env_steps, self.progress)
             bar.update(self.counters.env_steps)
-            train_metrics = self.collect(bar, stop)
+            self.collect(bar, stop)
             bar.close()
             if stop:
                 print(f"signal {stop.signum}: checkpointing at {self.counters.env_steps} env steps and stopping", flush=True)
             elif self.counters.env_steps >= self.cfg.loop.env_steps and self.cfg.loop.extra_updates:
                 while self.counters.updates < self.total_updates() and not stop:
-                    train_metrics = self.train_once()
+                    self.train_metrics = self.train_once()
                 self.run_evaluation()
-            self.log(train_metrics, self.recent_returns)
+            self.log()
             self.save()
         c = self.counters
         c.wall_time = self.logger.elapsed
@@ -213,53 +223,112 @@ class _Run:
         self.logger.close()
         return c
 
-    def collect(self, bar, stop) -> dict:
-        """Acts, stores and trains until the env-step budget; returns the last train metrics."""
-        cfg, c, envs = self.cfg, self.counters, self.envs
-        per_call = self.agent.updates_per_call
-        frames = envs.reset()
-        first = np.ones(envs.num_envs, bool)
+    def collect(self, bar, stop) -> None:
+        """Acts, stores and trains until the env-step budget, evaluating, logging and
+        checkpointing on their clocks between vector steps (or fused chunks of them)."""
+        cfg, c = self.cfg, self.counters
+        steps = self._fused_steps() if self.envs.functional is not None else self._host_steps()
         next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
         last_log = last_save = time.time()
-        train_metrics: dict = {}
-        while c.env_steps < cfg.loop.env_steps and not stop:
-            self.rng, key = jax.random.split(self.rng)
-            out = self.act(self.state, key, jnp.asarray(envs.observation()), temperature_at(cfg, c.env_steps))
-            action = np.asarray(out.action)
-            # Dispatch training before stepping the envs, so both run at once.
-            due, trained = self.updates_due(), False
-            while due >= per_call:
-                train_metrics = self.train_once()
-                due -= per_call
-                trained = True
-            next_frames, reward, terminated, truncated, info = envs.step(action)
-            if trained:
-                self.check_finite(train_metrics)
-            self.state = self.observe(self.state, Transition(frames, action, reward, terminated, truncated, first, out))
-            first = terminated | truncated
-            frames = next_frames
-            c.env_steps += envs.num_envs
-            game_end, game_return = game_info(info)
-            c.episodes += int(game_end.sum())
-            self.recent_returns.extend(game_return[game_end].tolist())
-            bar.update(envs.num_envs)
+        for n in steps:
+            bar.update(n)
             if c.env_steps >= next_eval or c.env_steps >= cfg.loop.env_steps:
-                next_eval += cfg.loop.eval_every
+                next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
                 self.run_evaluation()
                 if cfg.loop.stop_at_return is not None and c.first_reached_at is not None:
                     break
             if time.time() - last_log >= cfg.loop.log_every_s:
                 last_log = time.time()
-                record = self.log(train_metrics, self.recent_returns)
-                self.recent_returns = []
+                record = self.log()
                 bar.set_postfix(updates=c.updates, ups=f"{record.get('speed/updates_per_s', 0):.1f}",
                                 eval=f"{c.last_eval_return:.1f}")
             if time.time() - last_save >= cfg.loop.checkpoint_every_s:
                 last_save = time.time()
                 self.save()
-        while not stop and self.updates_due() >= per_call:  # what the last env steps are owed
-            train_metrics = self.train_once()
-        return train_metrics
+            if stop or c.env_steps >= cfg.loop.env_steps:
+                break
+        self.train_owed(stop)
+
+    def train_owed(self, stop=None) -> None:
+        """Runs the train calls owed at the replay ratio."""
+        while not stop and self.updates_due() >= self.agent.updates_per_call:
+            self.train_metrics = self.train_once()
+
+    def _host_steps(self):
+        """Vector steps of a host env: act (jitted), train what is owed, step the envs, store."""
+        cfg, c, envs = self.cfg, self.counters, self.envs
+        frames = envs.reset()
+        first = np.ones(envs.num_envs, bool)
+        while True:
+            self.rng, key = jax.random.split(self.rng)
+            out = self.act(self.state, key, jnp.asarray(envs.observation()), temperature_at(cfg, c.env_steps))
+            action = np.asarray(out.action)
+            self.train_owed()  # dispatched before the envs step, so both run at once
+            next_frames, reward, terminated, truncated, info = envs.step(action)
+            self.state = self.observe(self.state, Transition(frames, action, reward, terminated, truncated, first, out))
+            first = terminated | truncated
+            frames = next_frames
+            c.env_steps += envs.num_envs
+            game_end, game_return = game_info(info)
+            self.games += np.array([game_end.sum(), game_return[game_end].sum()])
+            yield envs.num_envs
+
+    def _fused_steps(self):
+        """Chunks of a pure JAX env's vector steps, each one compiled program: act, env step
+        and store for ``k`` vector steps, then the train calls they owe. No host work per step."""
+        cfg, c, fenv = self.cfg, self.counters, self.envs.functional
+        per_call, n = self.agent.updates_per_call, fenv.num_envs
+        k = max(1, min(math.ceil(per_call / (n * cfg.loop.replay_ratio)), cfg.loop.eval_every // n))
+        calls = max(1, round(k * n * cfg.loop.replay_ratio / per_call))
+        self.rng, init_key, key = jax.random.split(self.rng, 3)
+        env_state, frame = jax.jit(fenv.init)(init_key)
+        carry = FusedEnv(env_state, frame, jnp.ones(n, bool), key, jnp.zeros(2, jnp.float32))
+        chunk = {t: jax.jit(functools.partial(fused_chunk, self.agent, fenv, k, t), donate_argnums=(0, 1))
+                 for t in (0, calls)}
+        while True:
+            c.env_steps += k * n
+            train = calls if self.updates_due() >= self.agent.updates_per_call * calls else 0
+            self.state, carry, metrics = chunk[train](self.state, carry, temperature_at(cfg, c.env_steps - k * n))
+            if train:
+                c.updates += calls * per_call
+                self.train_metrics = metrics
+            self.train_owed()
+            self.games += np.asarray(carry.games)  # games ended and their return sum, since the last chunk
+            carry = carry._replace(games=jnp.zeros(2, jnp.float32))
+            yield k * n
+
+
+class FusedEnv(NamedTuple):
+    """The loop's carry for a pure JAX env: its state, the frame to store next, the ``first``
+    flags, the key for acting and stepping, and ``[games ended, their return sum]``."""
+
+    state: Any
+    frame: Any
+    first: Any
+    key: Any
+    games: Any
+
+
+def fused_chunk(agent: Agent, fenv: FunctionalEnv, steps: int, train_calls: int, state, env: FusedEnv, temperature):
+    """``steps`` vector steps (act, env step, observe) then ``train_calls`` train calls, as one
+    pure function: ``(agent state, env carry, temperature) -> (state, carry, mean train metrics)``."""
+
+    def one(carry, _):
+        state, env = carry
+        key, act_key, env_key = jax.random.split(env.key, 3)
+        out = agent.act(state, act_key, fenv.observation(env.state), temperature)
+        env_state, st = fenv.step(env_key, env.state, out.action)
+        state = agent.observe(state, Transition(env.frame, out.action, st.reward, st.terminated, st.truncated,
+                                                env.first, out))
+        ended = jnp.stack([jnp.sum(st.game_end), jnp.sum(jnp.where(st.game_end, st.game_return, 0.0))])
+        env = FusedEnv(env_state, st.frame, st.terminated | st.truncated, key, env.games + ended)
+        return (state, env), None
+
+    (state, env), _ = jax.lax.scan(one, (state, env), None, length=steps)
+    if not train_calls:
+        return state, env, {}
+    state, metrics = jax.lax.scan(lambda s, _: agent.train(s), state, None, length=train_calls)
+    return state, env, jax.tree_util.tree_map(jnp.mean, metrics)
 
 
 def restore_params(agent: Agent, cfg: Config, run_dir: str) -> tuple[Any, dict]:

@@ -96,6 +96,7 @@ class NetworkConfig:
     channels: int = 64  # conv: residual channels (EfficientZero: 64)
     blocks: int = 1  # conv: residual blocks per stage (EfficientZero: 1)
     reduced_channels: int = 16  # conv: head channels (EfficientZero: 16)
+    downsample: bool = True  # conv: EfficientZero's 16x downsampling (96x96 -> 6x6); False keeps small frames' size
     lstm_hidden: int = 64  # value-prefix LSTM hidden size (EfficientZero: 512)
     projection_hidden: int = 256  # SimSiam projection hidden width (EfficientZero: 1024)
     projection_out: int = 256  # SimSiam projection output size (EfficientZero: 1024)

@@ -73,16 +73,26 @@ class ResBlock(nn.Module):
 
 
 class ConvRepresentation(nn.Module):
-    """EfficientZero's downsampling representation: 96x96 -> 6x6 (strides 2, 2, pool 2, pool 2)."""
+    """EfficientZero's downsampling representation: 96x96 -> 6x6 (strides 2, 2, pool 2, pool 2).
+
+    ``downsample=False`` keeps the frame's resolution (small frames such as MinAtar's
+    10x10): one 3x3 convolution to ``channels``, then the residual blocks.
+    """
 
     channels: int
     blocks: int
     dtype: Any = jnp.float32
+    downsample: bool = True
 
     @nn.compact
     def __call__(self, obs):
         c = self.channels
         x = obs.astype(self.dtype) / 255.0 if obs.dtype == jnp.uint8 else obs.astype(self.dtype)
+        if not self.downsample:
+            x = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Conv(c, (3, 3), use_bias=False, dtype=self.dtype)(x)))
+            for _ in range(self.blocks):
+                x = ResBlock(c, self.dtype)(x)
+            return x
         x = nn.Conv(c // 2, (3, 3), strides=2, use_bias=False, dtype=self.dtype)(x)
         x = nn.relu(nn.LayerNorm(dtype=self.dtype)(x))
         x = ResBlock(c // 2, self.dtype)(x)
@@ -183,7 +193,7 @@ class ConvNet(_Net):
 
     def setup_family(self):
         cfg, dt = self.cfg, _dtype(self.cfg)
-        self.repr_net = ConvRepresentation(cfg.channels, cfg.blocks, dt)
+        self.repr_net = ConvRepresentation(cfg.channels, cfg.blocks, dt, cfg.downsample)
         self.dyn_conv = nn.Conv(cfg.channels, (3, 3), use_bias=False, dtype=dt)
         self.dyn_norm = nn.LayerNorm(dtype=dt)
         self.dyn_blocks = [ResBlock(cfg.channels, dt) for _ in range(cfg.blocks)]
@@ -216,7 +226,7 @@ class ConvNet(_Net):
 
 
 FAMILIES: dict[str, type[_Net]] = {"mlp": MLPNet, "conv": ConvNet}
-OBSERVATION_RANK = {"mlp": 1, "conv": 3}  # [D] vectors, [H, W, C] images
+OBSERVATION_RANK = {"mlp": None, "conv": 3}  # mlp: any shape, flattened; conv: [H, W, C] images
 
 
 def initial_memory(cfg: NetworkConfig, batch: int):
@@ -237,7 +247,7 @@ class EfficientZeroModel(LearnedWorldModel):
 
     def __init__(self, cfg: NetworkConfig, observation_shape: tuple[int, ...], num_actions: int, observation_dtype=None):
         rank = OBSERVATION_RANK[cfg.kind]
-        if len(observation_shape) != rank:
+        if rank is not None and len(observation_shape) != rank:
             kind = "image observations [H, W, C]" if rank == 3 else "flat vector observations [D]"
             raise ValueError(f"the {cfg.kind} network expects {kind}, got shape {tuple(observation_shape)}")
         self.cfg = cfg

@@ -38,20 +38,11 @@ def main(argv=None) -> int:
 
     # Validate the env before any compute is spent.
     import agents.envs
+    from agents.efficientzero import check_env
     from agents.envs import EnvError
 
     try:
-        kind = agents.envs.family(cfg.env.id)
-        if kind == "gym":
-            from agents.envs.gym import describe_spaces
-
-            shape, _, _ = describe_spaces(cfg.env.id)
-            if cfg.network.kind != "mlp":
-                raise EnvError(f"{cfg.env.id} has vector observations {shape}; preset {cfg.preset!r} uses the {cfg.network.kind} network")
-        elif cfg.network.kind != "conv":
-            what, preset = ("a MinAtar game", "minatar") if kind == "minatar" else ("an Atari game", "atari100k")
-            raise EnvError(f"{cfg.env.id} is {what} with image observations; preset {cfg.preset!r} uses the "
-                           f"{cfg.network.kind} network (try --preset {preset})")
+        check_env(cfg)
     except EnvError as e:
         fail(prog, str(e))
 

@@ -11,7 +11,7 @@ from typing import NamedTuple
 
 import jax.numpy as jnp
 
-from agents.envs.base import EnvSpec
+from agents.envs.base import EnvError, EnvSpec
 from dreamer import replay as replay_lib
 from dreamer.agent import ActOutput, Agent, Transition
 from dreamer.config import Config
@@ -29,6 +29,31 @@ class AgentState(NamedTuple):
 def make_model(cfg: Config, spec: EnvSpec) -> EfficientZeroModel:
     """EfficientZero's network for ``spec``'s observations, sized by ``cfg.network``."""
     return EfficientZeroModel(cfg.network, spec.observation_shape, spec.num_actions, spec.frame_dtype)
+
+
+def check_env(cfg: Config) -> EnvSpec | None:
+    """Checks, before any compute, that ``cfg.env.id`` exists and suits ``cfg.network``;
+    raises :class:`~agents.envs.base.EnvError` (one line). Returns the spec where it is
+    known without building envs (gymnasium and MinAtar ids)."""
+    import agents.envs
+
+    kind = agents.envs.family(cfg.env.id)
+    if kind == "atari":
+        if cfg.network.kind != "conv":
+            raise EnvError(f"{cfg.env.id} is an Atari game with image observations; preset {cfg.preset!r} uses the "
+                           f"{cfg.network.kind} network (try --preset atari100k)")
+        return None
+    if kind == "minatar":
+        from agents.envs.minatar import minatar_spec
+
+        return minatar_spec(cfg.env.id)  # both network kinds fit 10x10 frames
+    from agents.envs.gym import describe_spaces
+
+    shape, dtype, num_actions = describe_spaces(cfg.env.id)
+    if cfg.network.kind != "mlp":
+        raise EnvError(f"{cfg.env.id} has vector observations {shape}; preset {cfg.preset!r} uses the "
+                       f"{cfg.network.kind} network")
+    return EnvSpec(num_actions, shape, dtype)
 
 
 def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = None) -> Agent:

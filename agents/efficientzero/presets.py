@@ -155,12 +155,40 @@ def atari_debug() -> Config:
     )
 
 
+def minatar() -> Config:
+    """MinAtar (10x10 binary frames, gymnax) in 100k env steps: the sample-efficient regime.
+
+    A small MLP world model over the flattened frame (MinAtar frames are 100 to 1,000 binary
+    inputs: an MLP is cheap on a CPU and sees the whole board at once), Gumbel search, many
+    envs stepped inside the compiled loop (the env is pure JAX, see agents/loop.py).
+    """
+    return Config(
+        preset="minatar",
+        env=EnvConfig(id="MinAtar/Breakout", num_envs=16, num_eval_envs=30, eval_episodes=30),
+        network=NetworkConfig(
+            kind="mlp", latent_dim=128, hidden=(256,), head_hidden=(64,), lstm_hidden=64,
+            projection_hidden=128, projection_out=128, predictor_hidden=64,
+            value_support=(-10.0, 10.0, 41), reward_support=(-5.0, 5.0, 21),
+        ),
+        planner=PlannerConfig(search="gumbel", num_simulations=16, discount=0.99, max_num_considered_actions=6,
+                              rescale_values=False),
+        replay=ReplayConfig(capacity=100_000, batch_size=128, min_size=1_000, beta_anneal_updates=20_000),
+        learner=LearnerConfig(
+            optimizer="adamw", learning_rate=1e-3, warmup_updates=200, weight_decay=1e-4, max_grad_norm=5.0,
+            td_steps=5, td_age_step=100_000, target_update_interval=200, reanalyze_fraction=0.0, updates_per_call=8,
+        ),
+        loop=LoopConfig(env_steps=100_000, replay_ratio=0.125, eval_every=10_000, log_every_s=10.0,
+                        checkpoint_every_s=120.0),
+    )
+
+
 PRESETS: dict[str, Callable[[], Config]] = {
     "cartpole": cartpole,
     "debug": debug,
     "atari100k": atari100k,
     "atari100k-gumbel": atari100k_gumbel,
     "atari-debug": atari_debug,
+    "minatar": minatar,
 }
 
 

@@ -15,10 +15,11 @@ Two views of one implementation:
   a PRNG key and runs the functional ``step`` as one jitted call per step, returning
   NumPy arrays. ``MinAtarEnvs.functional`` is the functional view of the same batch.
 
-Rules are gymnax's defaults, unchanged (gymnax 1.0.1): no sticky actions (gymnax's
-MinAtar ports have none; the original MinAtar repeats the last action with probability
-0.1), a time limit of 1,000 steps per episode (2,500 for Freeway, whose original game
-ends there). gymnax reports its natural game-over as ``terminated`` and the time limit
+Rules are gymnax's (gymnax 1.0.1) plus MinAtar's sticky actions, which gymnax's ports
+leave out: with probability ``sticky_action_prob`` (0.1, as in the MinAtar paper and
+the DQN results it reports) an env repeats its previous action instead of the chosen one,
+the previous action being NOOP (0) at the start of a game. gymnax's time limit stays: 1,000 steps
+per episode (2,500 for Freeway, whose original game ends there). gymnax reports its natural game-over as ``terminated`` and the time limit
 as ``truncated``; Freeway never terminates, so its episodes are always truncated.
 ``max_episode_steps`` overrides the limit. Where both fire on one step, the step counts
 as terminated only (``terminated`` and ``truncated`` are never both True).
@@ -110,12 +111,17 @@ class MinAtarState(NamedTuple):
     game: Any  # gymnax's state of each env (its ``time`` counts the episode's steps)
     frame: Any  # bool [N, 10, 10, C]: the frame to act on
     game_return: Any  # float32 [N]: reward summed over the running game
+    last_action: Any  # int32 [N]: the action played at the previous step (0 at a game's start)
 
 
 class MinAtarFunctional:
     """``num_envs`` MinAtar envs as pure, jittable functions (see the module doc)."""
 
-    def __init__(self, game: str, num_envs: int, *, max_episode_steps: int | None = None):
+    def __init__(self, game: str, num_envs: int, *, max_episode_steps: int | None = None,
+                 sticky_action_prob: float = 0.1):
+        if not 0.0 <= sticky_action_prob <= 1.0:
+            raise EnvError(f"sticky_action_prob must be in [0, 1], got {sticky_action_prob!r}")
+        self.sticky_action_prob = float(sticky_action_prob)
         self.game = game_name(game)
         if isinstance(num_envs, bool) or int(num_envs) != num_envs or num_envs < 1:
             raise EnvError(f"num_envs must be a positive integer, got {num_envs!r}")
@@ -139,7 +145,7 @@ class MinAtarFunctional:
 
         obs, game = jax.vmap(self.env.reset, in_axes=(0, None))(self._env_keys(key), self.params)
         frame = obs.astype(jnp.bool_)
-        state = MinAtarState(game, frame, jnp.zeros(self.num_envs, jnp.float32))
+        state = MinAtarState(game, frame, jnp.zeros(self.num_envs, jnp.float32), jnp.zeros(self.num_envs, jnp.int32))
         return state, frame
 
     def step(self, key, env_state: MinAtarState, actions) -> tuple[MinAtarState, FunctionalStep]:
@@ -148,6 +154,9 @@ class MinAtarFunctional:
         import jax.numpy as jnp
 
         actions = jnp.asarray(actions, jnp.int32).reshape(self.num_envs)
+        key, sticky_key = jax.random.split(key)
+        sticky = jax.random.uniform(sticky_key, (self.num_envs,)) < self.sticky_action_prob
+        actions = jnp.where(sticky, env_state.last_action, actions)
         obs, game, reward, terminated, truncated, _ = jax.vmap(
             self.env.step, in_axes=(0, 0, 0, None))(
                 self._env_keys(key), env_state.game, actions, self.params)
@@ -165,7 +174,8 @@ class MinAtarFunctional:
             game_end=game_end,
             game_return=jnp.where(game_end, running, 0.0).astype(jnp.float32),
         )
-        return MinAtarState(game, frame, jnp.where(game_end, 0.0, running)), out
+        last_action = jnp.where(game_end, 0, actions)
+        return MinAtarState(game, frame, jnp.where(game_end, 0.0, running), last_action), out
 
     def observation(self, env_state: MinAtarState):
         """``env_state -> bool [N, 10, 10, C]`` (``frame_stack`` is 1)."""
@@ -186,12 +196,14 @@ class MinAtarEnvs:
     """
 
     def __init__(self, game: str, num_envs: int, *, seed: int,
-                 mode: Literal["train", "eval"] = "train", max_episode_steps: int | None = None):
+                 mode: Literal["train", "eval"] = "train", max_episode_steps: int | None = None,
+                 sticky_action_prob: float = 0.1):
         if mode not in ("train", "eval"):
             raise EnvError(f"mode must be 'train' or 'eval', got {mode!r}")
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise EnvError(f"seed must be an integer, got {seed!r}")
-        self._functional = MinAtarFunctional(game, num_envs, max_episode_steps=max_episode_steps)
+        self._functional = MinAtarFunctional(game, num_envs, max_episode_steps=max_episode_steps,
+                                             sticky_action_prob=sticky_action_prob)
         self.game = self._functional.game
         self.num_envs = self._functional.num_envs
         self.spec = self._functional.spec

@@ -275,3 +275,32 @@ def test_determinism_and_action_checks():
         a.step(np.array([0.0, 1.0, 2.0]))
     with pytest.raises(RuntimeError):
         MinAtarEnvs("MinAtar/Seaquest", 3, seed=0).step(np.zeros(3, int))
+
+
+def test_sticky_actions():
+    """MinAtar's sticky actions: with probability 1 every step repeats the previous action,
+    which is NOOP (0) from a game's start, so the chosen actions are ignored; with
+    probability 0 the chosen actions are played."""
+    import jax
+
+    always = MinAtarFunctional("Breakout", 4, sticky_action_prob=1.0)
+    never = MinAtarFunctional("Breakout", 4, sticky_action_prob=0.0)
+    key = jax.random.PRNGKey(3)
+    s_always, _ = always.init(key)
+    s_never, _ = never.init(key)
+    s_noop, _ = never.init(key)
+    step_always, step_never = jax.jit(always.step), jax.jit(never.step)
+    rng = np.random.default_rng(0)
+    differs = False
+    for t in range(40):
+        k = jax.random.PRNGKey(100 + t)
+        chosen = rng.integers(1, 3, 4)
+        s_always, out_always = step_always(k, s_always, chosen)
+        s_noop, out_noop = step_never(k, s_noop, np.zeros(4, int))
+        s_never, out_never = step_never(k, s_never, chosen)
+        np.testing.assert_array_equal(out_always.frame, out_noop.frame)
+        differs |= not np.array_equal(out_never.frame, out_noop.frame)
+    assert differs  # the chosen actions move the paddle when nothing sticks
+    assert np.all(np.asarray(s_always.last_action) == 0)
+    with pytest.raises(EnvError, match="sticky_action_prob"):
+        MinAtarFunctional("Breakout", 1, sticky_action_prob=1.5)
