@@ -66,25 +66,44 @@ def temperature_at(cfg: Config, env_steps: int) -> float:
     return float(cfg.loop.temperature_schedule[-1][1])
 
 
-def evaluate(greedy: Callable, params, envs: VectorEnv, episodes: int, rng: jnp.ndarray, seed: int) -> list[float]:
+@dataclasses.dataclass
+class EvalResult:
+    """Whole games played by :func:`evaluate`, in order (each env's k-th game, env by env)."""
+
+    returns: list[float]
+    capped: list[bool]  # the game was cut by the step cap (a truncation), not played out
+    action_counts: np.ndarray  # [A] how often each action was played, over every eval step
+
+    def metrics(self) -> dict[str, float]:
+        """The ``eval/*`` metrics: return statistics, the capped fraction and the action histogram."""
+        frac = self.action_counts / max(self.action_counts.sum(), 1)
+        out = {"eval/return_mean": float(np.mean(self.returns)), "eval/return_std": float(np.std(self.returns)),
+               "eval/episodes": len(self.returns), "eval/capped_fraction": float(np.mean(self.capped))}
+        out.update({f"eval/action_{a}": float(f) for a, f in enumerate(frac)})
+        return out
+
+
+def evaluate(greedy: Callable, params, envs: VectorEnv, episodes: int, rng: jnp.ndarray, seed: int) -> EvalResult:
     """Plays ``episodes`` whole games with ``greedy(params, rng, obs) -> ActOutput``.
 
     Each env contributes its games in order, the same number from every env, so short
     games are not favoured by taking whichever finish first.
     """
     per_env = -(-episodes // envs.num_envs)
-    done: list[list[float]] = [[] for _ in range(envs.num_envs)]
+    done: list[list[tuple[float, bool]]] = [[] for _ in range(envs.num_envs)]
+    counts = np.zeros(envs.spec.num_actions, np.int64)
     envs.reset(seed)
     while min(len(d) for d in done) < per_env:
         rng, key = jax.random.split(rng)
-        out = greedy(params, key, jnp.asarray(envs.observation()))
-        _, _, _, _, info = envs.step(np.asarray(out.action))
+        action = np.asarray(greedy(params, key, jnp.asarray(envs.observation())).action)
+        counts += np.bincount(action[[len(d) < per_env for d in done]], minlength=counts.size)
+        _, _, _, truncated, info = envs.step(action)
         game_end, game_return = game_info(info)
         for i in np.flatnonzero(game_end):
             if len(done[i]) < per_env:
-                done[i].append(float(game_return[i]))
-    returns = [r for k in range(per_env) for d in done for r in d[k : k + 1]]
-    return returns[:episodes]
+                done[i].append((float(game_return[i]), bool(truncated[i])))
+    games = [g for k in range(per_env) for d in done for g in d[k : k + 1]][:episodes]
+    return EvalResult([r for r, _ in games], [c for _, c in games], counts)
 
 
 class _Run:
@@ -106,6 +125,8 @@ class _Run:
         self.counters = Counters()
         self.games = np.zeros(2)  # training games ended since the last log, and their return sum
         self.train_metrics: dict = {}  # the last train call's metrics (device arrays until logged)
+        self.act_sums: dict = {}  # act metrics summed over the vector steps since the last log
+        self.act_steps = 0
         self.checkpointer = ckpt_lib.Checkpointer(run_dir, keep=cfg.loop.keep_checkpoints)
         self.resumed = False
         if self.checkpointer.latest() is not None:
@@ -151,18 +172,17 @@ class _Run:
     def run_evaluation(self) -> float:
         cfg, c = self.cfg, self.counters
         self.rng, key = jax.random.split(self.rng)
-        returns = evaluate(self.greedy, self.agent.params(self.state), self.eval_envs, cfg.env.eval_episodes, key,
-                           cfg.seed + EVAL_SEED_OFFSET + c.evaluations)
+        result = evaluate(self.greedy, self.agent.params(self.state), self.eval_envs, cfg.env.eval_episodes, key,
+                          cfg.seed + EVAL_SEED_OFFSET + c.evaluations)
         c.evaluations += 1
-        mean = float(np.mean(returns))
+        mean = float(np.mean(result.returns))
         c.last_eval_return = mean
         c.best_eval_return = max(c.best_eval_return, mean)
         target = cfg.loop.stop_at_return
         if target is not None and mean >= target and c.first_reached_at is None:
             c.first_reached_at = c.env_steps
             c.first_reached_time = self.logger.elapsed
-        self.logger.write(c.env_steps, c.updates, {"eval/return_mean": mean, "eval/return_std": float(np.std(returns)),
-                                                   "eval/episodes": len(returns)})
+        self.logger.write(c.env_steps, c.updates, result.metrics())
         return mean
 
     def check_finite(self, metrics: dict) -> None:
@@ -187,12 +207,20 @@ class _Run:
         elapsed = max(self.logger.elapsed, 1e-9)
         metrics["speed/env_steps_per_s"] = c.env_steps / elapsed
         metrics["speed/updates_per_s"] = c.updates / elapsed
+        for name, total in self.act_sums.items():
+            metrics[name] = float(total / max(self.act_steps, 1))
+        self.act_sums, self.act_steps = {}, 0
         games, returns = self.games
         if games:
             c.episodes += int(games)
             metrics["train/episode_return"] = float(returns / games)
         self.games = np.zeros(2)
         return self.logger.write(c.env_steps, c.updates, metrics)
+
+    def add_act_metrics(self, sums: dict, steps: int) -> None:
+        for name, value in sums.items():
+            self.act_sums[name] = self.act_sums.get(name, 0.0) + float(value)
+        self.act_steps += steps
 
     def total_updates(self) -> int:
         cfg = self.cfg
@@ -262,8 +290,9 @@ class _Run:
         while True:
             self.rng, key = jax.random.split(self.rng)
             out = self.act(self.state, key, jnp.asarray(envs.observation()), temperature_at(cfg, c.env_steps))
-            action = np.asarray(out.action)
             self.train_owed()  # dispatched before the envs step, so both run at once
+            action, act_means = jax.device_get((out.action, _means(out.metrics)))
+            self.add_act_metrics(act_means, 1)
             next_frames, reward, terminated, truncated, info = envs.step(action)
             self.state = self.observe(self.state, Transition(frames, action, reward, terminated, truncated, first, out))
             first = terminated | truncated
@@ -282,7 +311,9 @@ class _Run:
         calls = max(1, round(k * n * cfg.loop.replay_ratio / per_call))
         self.rng, init_key, key = jax.random.split(self.rng, 3)
         env_state, frame = jax.jit(fenv.init)(init_key)
-        carry = FusedEnv(env_state, frame, jnp.ones(n, bool), key, jnp.zeros(2, jnp.float32))
+        act_shape = jax.eval_shape(self.agent.act, self.state, key, fenv.observation(env_state), 1.0)
+        zero_sums = jax.tree_util.tree_map(lambda x: jnp.zeros((), jnp.float32), _means(act_shape.metrics))
+        carry = FusedEnv(env_state, frame, jnp.ones(n, bool), key, jnp.zeros(2, jnp.float32), zero_sums)
         chunk = {t: jax.jit(functools.partial(fused_chunk, self.agent, fenv, k, t), donate_argnums=(0, 1))
                  for t in (0, calls)}
         while True:
@@ -294,19 +325,27 @@ class _Run:
                 self.train_metrics = metrics
             self.train_owed()
             self.games += np.asarray(carry.games)  # games ended and their return sum, since the last chunk
-            carry = carry._replace(games=jnp.zeros(2, jnp.float32))
+            self.add_act_metrics(jax.device_get(carry.act_sums), k)
+            carry = carry._replace(games=jnp.zeros(2, jnp.float32), act_sums=zero_sums)
             yield k * n
+
+
+def _means(metrics) -> dict:
+    """Batch means of an act's per-env metrics (``{}`` when it has none)."""
+    return {k: jnp.mean(v) for k, v in (metrics or {}).items()}
 
 
 class FusedEnv(NamedTuple):
     """The loop's carry for a pure JAX env: its state, the frame to store next, the ``first``
-    flags, the key for acting and stepping, and ``[games ended, their return sum]``."""
+    flags, the key for acting and stepping, ``[games ended, their return sum]`` and the
+    summed act metrics."""
 
     state: Any
     frame: Any
     first: Any
     key: Any
     games: Any
+    act_sums: Any  # {name: sum over steps of the act metrics' batch means}
 
 
 def fused_chunk(agent: Agent, fenv: FunctionalEnv, steps: int, train_calls: int, state, env: FusedEnv, temperature):
@@ -321,7 +360,8 @@ def fused_chunk(agent: Agent, fenv: FunctionalEnv, steps: int, train_calls: int,
         state = agent.observe(state, Transition(env.frame, out.action, st.reward, st.terminated, st.truncated,
                                                 env.first, out))
         ended = jnp.stack([jnp.sum(st.game_end), jnp.sum(jnp.where(st.game_end, st.game_return, 0.0))])
-        env = FusedEnv(env_state, st.frame, st.terminated | st.truncated, key, env.games + ended)
+        sums = jax.tree_util.tree_map(jnp.add, env.act_sums, _means(out.metrics))
+        env = FusedEnv(env_state, st.frame, st.terminated | st.truncated, key, env.games + ended, sums)
         return (state, env), None
 
     (state, env), _ = jax.lax.scan(one, (state, env), None, length=steps)

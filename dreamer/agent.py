@@ -31,6 +31,7 @@ class ActOutput(NamedTuple):
     policy: jnp.ndarray  # [N, A] the search policy
     root_value: jnp.ndarray  # [N] the search value
     predicted_value: jnp.ndarray  # [N] the network's value
+    metrics: Any = None  # optional {name: [N]} diagnostics; the loop logs their means
 
 
 class Transition(NamedTuple):

@@ -1,7 +1,9 @@
 """Image augmentation for the learner: random shift and intensity (EfficientZero / DrQ style).
 
-One shift and one intensity factor per sample, shared by all of its unroll positions, so
-the temporal-consistency targets see the same view as the prediction.
+:func:`augment_branches` draws the online branch (the observation the unroll starts from)
+and the target branch (the later observations the consistency loss compares with)
+independently, as EfficientZero does; within a branch one shift and one intensity factor
+per sample are shared by its positions.
 """
 
 from __future__ import annotations
@@ -33,3 +35,9 @@ def augment(rng: jnp.ndarray, images: jnp.ndarray) -> jnp.ndarray:
     """Random shift then intensity, for ``[B, T, H, W, C]`` image batches."""
     k1, k2 = jax.random.split(rng)
     return random_intensity(k2, random_shift(k1, images))
+
+
+def augment_branches(rng: jnp.ndarray, obs: jnp.ndarray) -> jnp.ndarray:
+    """``[B, K+1, H, W, C]``: position 0 and positions 1..K augmented with independent draws."""
+    k_online, k_target = jax.random.split(rng)
+    return jnp.concatenate([augment(k_online, obs[:, :1]), augment(k_target, obs[:, 1:])], axis=1)

@@ -45,20 +45,21 @@ class PlannerConfig:
     pb_c_base: float = 19652.0  # pUCT visit-count scale c2 (exploration grows as visits pass it)
     dirichlet_alpha: float = 0.3  # concentration of the Dirichlet root noise
     dirichlet_fraction: float = 0.25  # share of root noise in the prior policy (0 disables it)
-    # "min_max" (EfficientZero, tree-wide), "parent_siblings" or "completed_mix" (mctx's);
-    # None picks "min_max" for pUCT and "completed_mix" for Gumbel.
-    qtransform: str | None = None  # Q normalisation: "min_max", "parent_siblings", "completed_mix" or None (by search)
-    min_max_floor: float = 0.01  # EfficientZero's range floor for the min-max normalisation
+    # pUCT: "min_max" (EfficientZero, tree-wide) or "parent_siblings" (mctx's). Gumbel:
+    # "completed_min_max" (EfficientZero V2: completed Q over the tree-wide min-max with a
+    # range floor) or "completed_mix" (mctx's default). None picks the EfficientZero one.
+    qtransform: str | None = None  # Q normalisation: "min_max", "parent_siblings", "completed_min_max", "completed_mix" or None (by search)
+    min_max_floor: float = 0.01  # range floor of the tree-wide min-max normalisations (EfficientZero, V2: 0.01)
     max_depth: int | None = None  # deepest search tree level (None: unbounded, up to num_simulations)
     max_num_considered_actions: int = 16  # Gumbel only: root actions kept for sequential halving
     gumbel_scale: float = 1.0  # Gumbel only: scale of the Gumbel noise on root logits (0: deterministic)
-    # "completed_mix" only (mctx's defaults): the completed Q values are scaled by
-    # (maxvisit_init + max child visits) * value_scale before they are added to the logits;
-    # rescale_values=True first min-max normalises them among the root's children, so even
-    # a tiny Q gap between two actions becomes a full unit. False keeps Q on the value scale.
-    value_scale: float = 0.1  # completed_mix: scale of the completed Q values added to the logits
-    maxvisit_init: float = 50.0  # completed_mix: visit offset in the Q scale (maxvisit_init + max visits)
-    rescale_values: bool = True  # completed_mix: min-max normalise Q among root children first
+    # Gumbel's completed Q values are scaled by (maxvisit_init + max child visits) * value_scale
+    # before they are added to the logits. "completed_mix" with rescale_values=True first
+    # min-max normalises them among the node's children, so even a tiny Q gap between two
+    # actions becomes a full unit; False keeps Q on the value scale.
+    value_scale: float = 0.1  # Gumbel: scale of the completed Q values added to the logits (V2's c_scale)
+    maxvisit_init: float = 50.0  # Gumbel: visit offset in the Q scale, maxvisit_init + max visits (V2's c_visit)
+    rescale_values: bool = True  # completed_mix only: min-max normalise Q among the node's children first
 
     def __post_init__(self):
         self.validate()
@@ -67,11 +68,11 @@ class PlannerConfig:
     def resolved_qtransform(self) -> str:
         if self.qtransform is not None:
             return self.qtransform
-        return "min_max" if self.search == "puct" else "completed_mix"
+        return "min_max" if self.search == "puct" else "completed_min_max"
 
     def validate(self) -> None:
         _choice(self, "search", ("puct", "gumbel"))
-        _choice(self, "qtransform", (None, "min_max", "parent_siblings", "completed_mix"))
+        _choice(self, "qtransform", (None, "min_max", "parent_siblings", "completed_mix", "completed_min_max"))
         _require(
             isinstance(self.num_simulations, int) and self.num_simulations >= 1,
             f"PlannerConfig.num_simulations must be an integer >= 1, got {self.num_simulations!r}",
@@ -105,11 +106,14 @@ class NetworkConfig:
     reward_support: tuple[float, float, int] = (-20.0, 20.0, 41)  # reward / value-prefix support: low high bins (h-space)
     value_prefix: bool = True  # EfficientZero's LSTM value prefix instead of per-step reward
     value_prefix_horizon: int = 5  # value-prefix reset period in unroll / search steps (EfficientZero: 5)
+    latent_norm: bool = True  # min-max scale latents to [0, 1] (MuZero; EfficientZero's Atari config turns it off)
+    conv_norm: str = "spatial"  # conv: layer norm over "spatial" (H, W, C) per sample, or "channel" (C per pixel)
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
 
     def __post_init__(self):
         _choice(self, "kind", ("mlp", "conv"))
         _choice(self, "dtype", ("float32", "bfloat16"))
+        _choice(self, "conv_norm", ("spatial", "channel"))
         _positive(self, "latent_dim", "channels", "blocks", "reduced_channels", "lstm_hidden", "value_prefix_horizon")
         _positive(self, "projection_hidden", "projection_out", "predictor_hidden")
         for name in ("value_support", "reward_support"):
@@ -158,9 +162,12 @@ class LearnerConfig:
     consistency_loss_weight: float = 2.0  # weight of the SimSiam self-supervised consistency loss
     updates_per_call: int = 1  # updates scanned inside one jitted train call
     augment: bool = False  # random shift + intensity (images only)
+    scale_loss_by_unroll: bool = True  # loss x 1/unroll_steps before gradient clipping (EfficientZero and V2)
+    reanalyze_with: str = "target"  # params of the reanalysis search: "target" (EfficientZero) or "online"
 
     def __post_init__(self):
         _choice(self, "optimizer", ("sgd", "adamw"))
+        _choice(self, "reanalyze_with", ("target", "online"))
         _positive(self, "learning_rate", "unroll_steps", "td_steps", "td_age_step")
         _positive(self, "target_update_interval", "updates_per_call", "max_grad_norm", "lr_decay_updates")
         _unit(self, "reanalyze_fraction", "momentum", "lr_decay_factor")

@@ -27,10 +27,10 @@ import optax
 
 from dreamer import replay as replay_lib
 from dreamer import targets as targets_lib
-from dreamer.augment import augment
+from dreamer.augment import augment_branches
 from dreamer.config import LearnerConfig, PlannerConfig, ReplayConfig
 from dreamer.losses import TrainBatch, loss_fn
-from dreamer.planner import plan
+from dreamer.planner import plan, root_diagnostics
 from dreamer.world_model import TrainableWorldModel
 
 
@@ -71,6 +71,13 @@ class Observations(NamedTuple):
 
     unroll: jnp.ndarray  # [B, K+1, *obs_shape]
     bootstrap: jnp.ndarray  # [B, K+1, *obs_shape]
+
+
+def policy_entropy(policy: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """Mean entropy (nats) of the policy targets ``[B, K+1, A]`` where ``mask`` is set: near
+    log(A) means the targets teach the policy next to nothing."""
+    ent = -jnp.sum(jnp.where(policy > 0, policy * jnp.log(jnp.where(policy > 0, policy, 1.0)), 0.0), axis=-1)
+    return jnp.sum(ent * mask) / jnp.maximum(jnp.sum(mask), 1.0)
 
 
 def _flat(x: jnp.ndarray) -> jnp.ndarray:
@@ -142,7 +149,9 @@ class Learner:
             return policy, {}
         out = plan(params, rng, _flat(obs[:n_re]), model=self.model, config=self.planner)
         fresh = out.action_weights.reshape(n_re, width, -1)
-        return jnp.concatenate([fresh, policy[n_re:]], axis=0), {"search/reanalyze_root_value": jnp.mean(out.root_value)}
+        spread = root_diagnostics(out)["search/root_q_spread"]
+        metrics = {"search/reanalyze_root_value": jnp.mean(out.root_value), "search/reanalyze_q_spread": jnp.mean(spread)}
+        return jnp.concatenate([fresh, policy[n_re:]], axis=0), metrics
 
     def assemble(self, window: replay_lib.Window, plan_: targets_lib.TargetPlan, obs: jnp.ndarray,
                  boot_values: jnp.ndarray, policy: jnp.ndarray) -> TrainBatch:
@@ -162,15 +171,20 @@ class Learner:
 
     def make_batch(self, params, target_params, replay: replay_lib.ReplayState, rng: jnp.ndarray,
                    beta: jnp.ndarray) -> tuple[TrainBatch, replay_lib.Window, dict]:
-        """All batch stages: bootstraps from ``target_params``, policies re-searched with ``params``."""
+        """All batch stages: bootstraps from ``target_params``, policies re-searched with the
+        params ``reanalyze_with`` names (EfficientZero: the target params)."""
         sample_rng, search_rng = jax.random.split(rng)
         window = self.sample(replay, sample_rng, beta)
         plan_ = self.targets(window)
         obs = self.observations(replay, window, plan_)
         boot_values = self.bootstrap(target_params, obs.bootstrap)
-        policy, metrics = self.reanalyse(params, search_rng, obs.unroll, window.policy[:, : self.learner.unroll_steps + 1])
+        search_params = target_params if self.learner.reanalyze_with == "target" else params
+        policy, metrics = self.reanalyse(search_params, search_rng, obs.unroll,
+                                         window.policy[:, : self.learner.unroll_steps + 1])
         metrics["train/td_steps"] = jnp.mean(plan_.td_steps.astype(jnp.float32))
-        return self.assemble(window, plan_, obs.unroll, boot_values, policy), window, metrics
+        batch = self.assemble(window, plan_, obs.unroll, boot_values, policy)
+        metrics["search/policy_target_entropy"] = policy_entropy(batch.policy, batch.policy_mask)
+        return batch, window, metrics
 
     # -- updates -----------------------------------------------------------------------------
     def beta(self, step: jnp.ndarray) -> jnp.ndarray:
@@ -187,7 +201,7 @@ class Learner:
         beta = self.beta(state.step)
         batch, window, metrics = self.make_batch(state.params, state.target_params, replay, batch_rng, beta)
         if lc.augment and len(self.model.observation_shape) == 3:
-            batch = batch._replace(obs=augment(aug_rng, batch.obs))
+            batch = batch._replace(obs=augment_branches(aug_rng, batch.obs))
         grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
         (_, (loss_metrics, priorities)), grads = grad_fn(state.params, self.model, batch, lc)
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -199,7 +213,7 @@ class Learner:
         metrics = {
             **metrics,
             **loss_metrics,
-            "train/grad_norm": optax.global_norm(grads),
+            "train/grad_norm": optax.tree.norm(grads),
             "train/learning_rate": learning_rate_schedule(lc)(state.step),
             "train/priority_mean": jnp.mean(priorities),
             "train/beta": beta,

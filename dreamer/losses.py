@@ -9,7 +9,8 @@
 * the gradient entering each unroll step is scaled by 1/2 (MuZero / EfficientZero).
 
 Per-sample losses are summed over unroll steps, weighted by the replay's importance
-weights and averaged over the batch. Shapes: ``B`` batch, ``K`` unroll, ``A`` actions.
+weights and averaged over the batch; the total is divided by ``K`` before the gradient
+(``scale_loss_by_unroll``, EfficientZero), while the logged ``loss/*`` stay unscaled. Shapes: ``B`` batch, ``K`` unroll, ``A`` actions.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ def loss_fn(params, model: TrainableWorldModel, batch: TrainBatch, cfg: LearnerC
         + cfg.consistency_loss_weight * consistency_loss
     )
     loss = jnp.mean(per_sample * batch.weight)
+    # EfficientZero scales the gradient by 1/K before clipping its norm; the metrics keep the
+    # unscaled total.
+    scaled = loss / k_max if cfg.scale_loss_by_unroll else loss
     priorities = jnp.abs(value_pred0 - batch.value[:, 0])
     metrics = {
         "loss/total": loss,
@@ -127,4 +131,4 @@ def loss_fn(params, model: TrainableWorldModel, batch: TrainBatch, cfg: LearnerC
         "train/value_prediction": jnp.mean(value_pred0),
         "train/value_target": jnp.mean(batch.value[:, 0]),
     }
-    return loss, (metrics, priorities)
+    return scaled, (metrics, priorities)

@@ -43,6 +43,14 @@ def normalize_latent(x: jnp.ndarray) -> jnp.ndarray:
     return (x - lo) / jnp.maximum(hi - lo, 1e-5)
 
 
+def conv_norm(kind: str, dtype) -> nn.Module:
+    """Layer norm for ``[B, H, W, C]`` maps: over (H, W, C) per sample ("spatial", keeps how
+    bright one position is against another, as EfficientZero's batch norm does) or over C at
+    each position ("channel")."""
+    axes = (-3, -2, -1) if kind == "spatial" else -1
+    return nn.LayerNorm(reduction_axes=axes, feature_axes=-1, dtype=dtype)
+
+
 class MLP(nn.Module):
     """Dense -> LayerNorm -> ReLU stack; the last layer is linear (optionally zero-init)."""
 
@@ -62,13 +70,14 @@ class MLP(nn.Module):
 class ResBlock(nn.Module):
     channels: int
     dtype: Any = jnp.float32
+    norm: str = "channel"
 
     @nn.compact
     def __call__(self, x):
         y = nn.Conv(self.channels, (3, 3), use_bias=False, dtype=self.dtype)(x)
-        y = nn.relu(nn.LayerNorm(dtype=self.dtype)(y))
+        y = nn.relu(conv_norm(self.norm, self.dtype)(y))
         y = nn.Conv(self.channels, (3, 3), use_bias=False, dtype=self.dtype)(y)
-        y = nn.LayerNorm(dtype=self.dtype)(y)
+        y = conv_norm(self.norm, self.dtype)(y)
         return nn.relu(x + y)
 
 
@@ -83,27 +92,28 @@ class ConvRepresentation(nn.Module):
     blocks: int
     dtype: Any = jnp.float32
     downsample: bool = True
+    norm: str = "channel"
 
     @nn.compact
     def __call__(self, obs):
-        c = self.channels
-        x = obs.astype(self.dtype) / 255.0 if obs.dtype == jnp.uint8 else obs.astype(self.dtype)
+        c, dt, norm = self.channels, self.dtype, self.norm
+        x = obs.astype(dt) / 255.0 if obs.dtype == jnp.uint8 else obs.astype(dt)
         if not self.downsample:
-            x = nn.relu(nn.LayerNorm(dtype=self.dtype)(nn.Conv(c, (3, 3), use_bias=False, dtype=self.dtype)(x)))
+            x = nn.relu(conv_norm(norm, dt)(nn.Conv(c, (3, 3), use_bias=False, dtype=dt)(x)))
             for _ in range(self.blocks):
-                x = ResBlock(c, self.dtype)(x)
+                x = ResBlock(c, dt, norm)(x)
             return x
-        x = nn.Conv(c // 2, (3, 3), strides=2, use_bias=False, dtype=self.dtype)(x)
-        x = nn.relu(nn.LayerNorm(dtype=self.dtype)(x))
-        x = ResBlock(c // 2, self.dtype)(x)
-        x = nn.Conv(c, (3, 3), strides=2, use_bias=False, dtype=self.dtype)(x)
-        x = nn.relu(nn.LayerNorm(dtype=self.dtype)(x))
-        x = ResBlock(c, self.dtype)(x)
+        x = nn.Conv(c // 2, (3, 3), strides=2, use_bias=False, dtype=dt)(x)
+        x = nn.relu(conv_norm(norm, dt)(x))
+        x = ResBlock(c // 2, dt, norm)(x)
+        x = nn.Conv(c, (3, 3), strides=2, use_bias=False, dtype=dt)(x)
+        x = nn.relu(conv_norm(norm, dt)(x))
+        x = ResBlock(c, dt, norm)(x)
         x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding="SAME")
-        x = ResBlock(c, self.dtype)(x)
+        x = ResBlock(c, dt, norm)(x)
         x = nn.avg_pool(x, (3, 3), strides=(2, 2), padding="SAME")
         for _ in range(self.blocks):
-            x = ResBlock(c, self.dtype)(x)
+            x = ResBlock(c, dt, norm)(x)
         return x
 
 
@@ -129,6 +139,9 @@ class _Net(nn.Module):
 
     def setup_family(self):
         raise NotImplementedError
+
+    def _normalize(self, latent):
+        return normalize_latent(latent) if self.cfg.latent_norm else latent
 
     def represent(self, obs):
         """``[B, *obs_shape]`` -> latent."""
@@ -175,14 +188,14 @@ class MLPNet(_Net):
 
     def represent(self, obs):
         obs = obs.reshape(obs.shape[0], -1).astype(_dtype(self.cfg))
-        return normalize_latent(self.repr_net(obs))
+        return self._normalize(self.repr_net(obs))
 
     def _head_inputs(self, latent):
         return latent, latent
 
     def _next_latent(self, latent, action):
         a = jax.nn.one_hot(action, self.num_actions, dtype=_dtype(self.cfg))
-        return normalize_latent(latent + self.dyn_net(jnp.concatenate([latent, a], -1)))
+        return self._normalize(latent + self.dyn_net(jnp.concatenate([latent, a], -1)))
 
     def _reward_input(self, latent):
         return latent
@@ -193,10 +206,11 @@ class ConvNet(_Net):
 
     def setup_family(self):
         cfg, dt = self.cfg, _dtype(self.cfg)
-        self.repr_net = ConvRepresentation(cfg.channels, cfg.blocks, dt, cfg.downsample)
+        self.repr_net = ConvRepresentation(cfg.channels, cfg.blocks, dt, cfg.downsample, cfg.conv_norm)
         self.dyn_conv = nn.Conv(cfg.channels, (3, 3), use_bias=False, dtype=dt)
-        self.dyn_norm = nn.LayerNorm(dtype=dt)
-        self.dyn_blocks = [ResBlock(cfg.channels, dt) for _ in range(cfg.blocks)]
+        self.dyn_norm = conv_norm(cfg.conv_norm, dt)
+        self.dyn_blocks = [ResBlock(cfg.channels, dt, cfg.conv_norm) for _ in range(cfg.blocks)]
+        self.pred_blocks = [ResBlock(cfg.channels, dt, cfg.conv_norm) for _ in range(cfg.blocks)]
         self.value_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
         self.policy_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
         self.reward_reduce = nn.Conv(cfg.reduced_channels, (1, 1), dtype=dt)
@@ -204,10 +218,12 @@ class ConvNet(_Net):
         self.policy_head = MLP(cfg.head_hidden, self.num_actions, dt, zero_last=True)
 
     def represent(self, obs):
-        return normalize_latent(self.repr_net(obs))
+        return self._normalize(self.repr_net(obs))
 
     def _head_inputs(self, latent):
         b = latent.shape[0]
+        for block in self.pred_blocks:  # EfficientZero's prediction trunk
+            latent = block(latent)
         return (nn.relu(self.value_reduce(latent)).reshape(b, -1),
                 nn.relu(self.policy_reduce(latent)).reshape(b, -1))
 
@@ -219,7 +235,7 @@ class ConvNet(_Net):
         x = nn.relu(self.dyn_norm(x) + latent)
         for block in self.dyn_blocks:
             x = block(x)
-        return normalize_latent(x)
+        return self._normalize(x)
 
     def _reward_input(self, latent):
         return nn.relu(self.reward_reduce(latent)).reshape(latent.shape[0], -1)

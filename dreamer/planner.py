@@ -128,12 +128,7 @@ def min_max_qtransform(tree: mctx.Tree, node_index: jnp.ndarray, *, floor: float
 
     Returns: ``[A]`` scores in [0, 1].
     """
-    visited_all = tree.children_visits > 0  # [N, A]
-    q_all = tree.children_rewards + tree.children_discounts * tree.children_values
-    any_visited = jnp.any(visited_all)
-    q_min = jnp.where(any_visited, jnp.min(jnp.where(visited_all, q_all, jnp.inf)), 0.0)
-    q_max = jnp.where(any_visited, jnp.max(jnp.where(visited_all, q_all, -jnp.inf)), 0.0)
-
+    q_min, q_max, _ = _tree_q_range(tree)
     q = tree.qvalues(node_index)  # [A]
     visited = tree.children_visits[node_index] > 0
     n_visited = jnp.sum(visited)
@@ -147,6 +142,63 @@ def min_max_qtransform(tree: mctx.Tree, node_index: jnp.ndarray, *, floor: float
     return jnp.clip((q - q_min) / scale, 0.0, 1.0)
 
 
+def _tree_q_range(tree: mctx.Tree) -> tuple[jnp.ndarray, jnp.ndarray, jnp.ndarray]:
+    """``(q_min, q_max, any_visited)`` of ``r + discount * V(child)`` over every visited edge of
+    an unbatched tree: EfficientZero's tree-wide min-max statistics."""
+    visited = tree.children_visits > 0  # [N, A]
+    q_all = tree.children_rewards + tree.children_discounts * tree.children_values
+    any_visited = jnp.any(visited)
+    q_min = jnp.where(any_visited, jnp.min(jnp.where(visited, q_all, jnp.inf)), 0.0)
+    q_max = jnp.where(any_visited, jnp.max(jnp.where(visited, q_all, -jnp.inf)), 0.0)
+    return q_min, q_max, any_visited
+
+
+def completed_qvalues(tree: mctx.Tree, node_index: jnp.ndarray) -> jnp.ndarray:
+    """Completed Q of a node's children, unbatched ``[A]``: visited children keep their Q,
+    the others get the node's mixed value (the network value interpolated with the
+    prior-weighted Q of the visited children; Danihelka et al. 2022, Appendix D)."""
+    q = tree.qvalues(node_index)
+    visits = tree.children_visits[node_index]
+    prior = jnp.maximum(jax.nn.softmax(tree.children_prior_logits[node_index]), jnp.finfo(jnp.float32).tiny)
+    visited = visits > 0
+    total = jnp.sum(visits)
+    prior_visited = jnp.sum(jnp.where(visited, prior, 0.0))
+    weighted_q = jnp.sum(jnp.where(visited, prior * q, 0.0)) / jnp.where(prior_visited > 0, prior_visited, 1.0)
+    mixed = (tree.raw_values[node_index] + total * weighted_q) / (total + 1)
+    return jnp.where(visited, q, mixed)
+
+
+def completed_min_max_qtransform(tree: mctx.Tree, node_index: jnp.ndarray, *, floor: float = 0.01,
+                                 value_scale: float = 0.1, maxvisit_init: float = 50.0) -> jnp.ndarray:
+    """EfficientZero V2's Gumbel qtransform, for one *unbatched* tree.
+
+    The completed Q values (:func:`completed_qvalues`) are normalised with the tree-wide
+    min-max statistics and a range floor (``(q - q_min) / max(q_max - q_min, floor)``,
+    clipped to [0, 1]; with no range yet, the values are only clipped), then scaled by
+    ``(maxvisit_init + max child visits) * value_scale``. Unlike mctx's default
+    (``rescale_values=True``: min-max over the node's own children with a floor of 1e-8),
+    a Q gap far below the tree's value range stays a small bonus instead of a full unit.
+
+    Returns: ``[A]`` values to add to the prior logits.
+    """
+    q = completed_qvalues(tree, node_index)
+    q_min, q_max, _ = _tree_q_range(tree)
+    ranged = q_max > q_min
+    normalised = jnp.where(ranged, (jnp.clip(q, q_min, q_max) - q_min) / jnp.maximum(q_max - q_min, floor), q)
+    visit_scale = maxvisit_init + jnp.max(tree.children_visits[node_index])
+    return visit_scale * value_scale * jnp.clip(normalised, 0.0, 1.0)
+
+
+def root_diagnostics(out: "PlanOutput") -> dict[str, jnp.ndarray]:
+    """Per-root search diagnostics ``[B]``: the spread (max - min) of the root's completed Q
+    values, and the entropy of the search policy. A spread far below the model's value
+    error means the search cannot tell the actions apart."""
+    q = jax.vmap(completed_qvalues, in_axes=(0, None))(out.tree, jnp.int32(mctx.Tree.ROOT_INDEX))
+    p = out.action_weights
+    entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
+    return {"search/root_q_spread": jnp.max(q, -1) - jnp.min(q, -1), "search/policy_entropy": entropy}
+
+
 def make_qtransform(config: PlannerConfig):
     """The qtransform named by ``config.qtransform`` (see ``PlannerConfig.resolved_qtransform``)."""
     name = config.resolved_qtransform
@@ -154,6 +206,13 @@ def make_qtransform(config: PlannerConfig):
         return functools.partial(min_max_qtransform, floor=config.min_max_floor)
     if name == "parent_siblings":
         return mctx.qtransform_by_parent_and_siblings
+    if name == "completed_min_max":
+        return functools.partial(
+            completed_min_max_qtransform,
+            floor=float(config.min_max_floor),
+            value_scale=float(config.value_scale),
+            maxvisit_init=float(config.maxvisit_init),
+        )
     if name == "completed_mix":
         return functools.partial(
             mctx.qtransform_completed_by_mix_value,

@@ -12,7 +12,8 @@ written per call. Frames are stored once and stacked at sample time. A step stor
 * the search policy and root value used when acting, and a priority.
 
 Positions are addressed by ``(env, absolute step)``; the ring keeps absolute steps in
-``[max(0, t - L), t - 1]``. New data enters at the running maximum priority.
+``[max(0, t - L), t - 1]``. New data enters at the buffer's current maximum priority (1 in
+an empty buffer), as in EfficientZero.
 
 Shapes: ``N`` envs, ``L`` ring length, ``A`` actions, ``B`` batch, ``W`` window.
 """
@@ -36,7 +37,6 @@ class ReplayState(NamedTuple):
     value: jnp.ndarray  # [N, L] float32
     priority: jnp.ndarray  # [N, L] float32 (0 where nothing is stored)
     t: jnp.ndarray  # [] int32, steps written per env (absolute)
-    max_priority: jnp.ndarray  # [] float32
 
 
 class Window(NamedTuple):
@@ -71,7 +71,6 @@ def init(num_envs: int, capacity: int, frame_shape: tuple[int, ...], frame_dtype
         value=jnp.zeros((n, length), jnp.float32),
         priority=jnp.zeros((n, length), jnp.float32),
         t=jnp.zeros((), jnp.int32),
-        max_priority=jnp.ones((), jnp.float32),
     )
 
 
@@ -85,8 +84,10 @@ def size(state: ReplayState) -> jnp.ndarray:
 
 
 def add(state: ReplayState, frame, action, reward, terminal, truncated, first, policy, value) -> ReplayState:
-    """Writes one vector step (leading axis ``N`` on every argument) at the max priority."""
+    """Writes one vector step (leading axis ``N`` on every argument) at the buffer's max priority."""
     col = state.t % ring_length(state)
+    top = jnp.max(state.priority)
+    top = jnp.where(top > 0, top, 1.0)
 
     def put(buf, x):
         x = jnp.asarray(x, buf.dtype)
@@ -102,7 +103,7 @@ def add(state: ReplayState, frame, action, reward, terminal, truncated, first, p
         first=put(state.first, first),
         policy=put(state.policy, policy),
         value=put(state.value, value),
-        priority=put(state.priority, jnp.full((n,), state.max_priority)),
+        priority=put(state.priority, jnp.full((n,), top)),
         t=state.t + 1,
     )
 
@@ -196,7 +197,4 @@ def update_priorities(state: ReplayState, env: jnp.ndarray, start: jnp.ndarray, 
     """Sets new priorities at sampled positions (``[B]`` each)."""
     col = start % ring_length(state)
     new = jnp.maximum(priority.astype(jnp.float32), eps)
-    return state._replace(
-        priority=state.priority.at[env, col].set(new),
-        max_priority=jnp.maximum(state.max_priority, jnp.max(new)),
-    )
+    return state._replace(priority=state.priority.at[env, col].set(new))

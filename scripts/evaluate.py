@@ -69,7 +69,8 @@ def main(argv=None) -> int:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
     start = time.time()
-    returns = evaluate(jax.jit(agent.greedy), params, eval_envs, episodes, jax.random.PRNGKey(args.seed), args.seed)
+    evaluation = evaluate(jax.jit(agent.greedy), params, eval_envs, episodes, jax.random.PRNGKey(args.seed), args.seed)
+    returns = evaluation.returns
     result = {
         "game": cfg.env.id,
         "preset": cfg.preset,
@@ -80,6 +81,8 @@ def main(argv=None) -> int:
         "mean_return": float(np.mean(returns)),
         "std_return": float(np.std(returns)),
         "episodes": len(returns),
+        "capped_games": int(sum(evaluation.capped)),
+        "action_counts": evaluation.action_counts.tolist(),
         "eval_seconds": round(time.time() - start, 1),
         "commit": git_commit(),
         "machine": f"{os.uname().nodename} ({', '.join(str(d) for d in jax.devices())})",

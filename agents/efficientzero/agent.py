@@ -17,7 +17,7 @@ from dreamer.agent import ActOutput, Agent, Transition
 from dreamer.config import Config
 from dreamer.learner import Learner, TrainState
 from dreamer.networks import EfficientZeroModel
-from dreamer.planner import plan
+from dreamer.planner import plan, root_diagnostics
 from dreamer.world_model import TrainableWorldModel
 
 
@@ -61,7 +61,10 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
     :func:`make_model`."""
     model = make_model(cfg, spec) if model is None else model
     learner = Learner(model, cfg.learner, cfg.replay, cfg.planner)
-    greedy_planner = dataclasses.replace(cfg.planner, dirichlet_fraction=0.0)
+    # Evaluation plays the search's own choice without exploration noise: pUCT's most visited
+    # action (temperature 0), Gumbel's sequential-halving winner without Gumbel noise
+    # (EfficientZero; EfficientZero V2's evaluation).
+    greedy_planner = dataclasses.replace(cfg.planner, dirichlet_fraction=0.0, gumbel_scale=0.0)
 
     def init(rng) -> AgentState:
         replay = replay_lib.init(cfg.env.num_envs, cfg.replay.capacity, spec.frame_shape, spec.frame_dtype,
@@ -70,14 +73,13 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
 
     def search(params, rng, obs, planner, temperature) -> ActOutput:
         out = plan(params, rng, obs, model=model, config=planner, temperature=temperature)
-        return ActOutput(out.action, out.action_weights, out.root_value, out.predicted_value)
+        return ActOutput(out.action, out.action_weights, out.root_value, out.predicted_value, root_diagnostics(out))
 
     def act(state: AgentState, rng, obs, temperature) -> ActOutput:
         return search(state.train.params, rng, obs, cfg.planner, temperature)
 
     def greedy(params, rng, obs) -> ActOutput:
-        out = search(params, rng, obs, greedy_planner, 0.0)
-        return out._replace(action=jnp.argmax(out.policy, axis=-1).astype(jnp.int32))
+        return search(params, rng, obs, greedy_planner, 0.0)
 
     def observe(state: AgentState, t: Transition) -> AgentState:
         replay = replay_lib.add(state.replay, t.frame, t.action, t.reward, t.terminated, t.truncated, t.first,

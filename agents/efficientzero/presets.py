@@ -82,8 +82,10 @@ def debug() -> Config:
 def atari100k() -> Config:
     """EfficientZero's Atari-100k settings (``../shared/PROTOCOL.md``; Ye et al. 2021, config/atari).
 
-    Deviations: layer norm instead of batch norm (pure functions, see networks.py);
-    8 training envs (any number is allowed as long as the total is 100k agent steps).
+    Deviations: layer norm over each sample's (H, W, C) instead of batch norm (pure
+    functions, see networks.py); 8 training envs (any number is allowed as long as the
+    total is 100k agent steps). Latents are not min-max normalised (EfficientZero's Atari
+    config: ``state_norm`` off).
     """
     return Config(
         preset="atari100k",
@@ -94,6 +96,7 @@ def atari100k() -> Config:
             projection_hidden=1024, projection_out=1024, predictor_hidden=512,  # SimSiam 1024-1024, 512-1024
             value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601),  # 601 bins over [-300, 300]
             value_prefix=True, value_prefix_horizon=5,  # LSTM reset every 5 steps
+            latent_norm=False, conv_norm="spatial",
         ),
         planner=PlannerConfig(
             search="puct", num_simulations=50, discount=0.997**4, pb_c_init=1.25, pb_c_base=19652.0,
@@ -120,14 +123,18 @@ def atari100k() -> Config:
 
 
 def atari100k_gumbel() -> Config:
-    """In the spirit of EfficientZero V2: Gumbel search with 16 simulations, 51-bin supports,
-    value loss 0.5, consistency 5.0, priority alpha = beta = 1 (its public config)."""
+    """EfficientZero V2's Atari settings where they differ from EfficientZero's (its public
+    config, ez/config/exp/atari.yaml): Gumbel search with 16 simulations over the top 4 root
+    actions, completed Q normalised over the tree-wide min-max (range floor 0.01, c_visit 50,
+    c_scale 0.1), value loss 0.5, consistency 5.0, priority alpha = beta = 1. Its supports
+    span [-300, 300] at step 1: 601 bins (its "bins: 51" applies to DMC only)."""
     cfg = atari100k()
     return dataclasses.replace(
         cfg,
         preset="atari100k-gumbel",
-        network=dataclasses.replace(cfg.network, value_support=(-300.0, 300.0, 51), reward_support=(-300.0, 300.0, 51)),
-        planner=dataclasses.replace(cfg.planner, search="gumbel", num_simulations=16, qtransform="completed_mix"),
+        planner=dataclasses.replace(cfg.planner, search="gumbel", num_simulations=16, max_num_considered_actions=4,
+                                    qtransform="completed_min_max", min_max_floor=0.01, maxvisit_init=50.0,
+                                    value_scale=0.1),
         replay=dataclasses.replace(cfg.replay, alpha=1.0, beta=1.0),
         learner=dataclasses.replace(cfg.learner, value_loss_weight=0.5, consistency_loss_weight=5.0),
     )
@@ -146,7 +153,8 @@ def atari_debug() -> Config:
             projection_hidden=64, projection_out=64, predictor_hidden=32,
             value_support=(-10.0, 10.0, 21), reward_support=(-5.0, 5.0, 11),
         ),
-        planner=dataclasses.replace(cfg.planner, search="gumbel", num_simulations=4, qtransform="completed_mix"),
+        planner=dataclasses.replace(cfg.planner, search="gumbel", num_simulations=4, max_num_considered_actions=4,
+                                    qtransform="completed_min_max"),
         replay=dataclasses.replace(cfg.replay, capacity=4_000, batch_size=16, min_size=128),
         learner=dataclasses.replace(cfg.learner, optimizer="adamw", learning_rate=1e-3, warmup_updates=20,
                                     updates_per_call=2, reanalyze_fraction=0.5),
@@ -170,8 +178,7 @@ def minatar() -> Config:
             projection_hidden=128, projection_out=128, predictor_hidden=64,
             value_support=(-10.0, 10.0, 41), reward_support=(-5.0, 5.0, 21),
         ),
-        planner=PlannerConfig(search="gumbel", num_simulations=16, discount=0.99, max_num_considered_actions=6,
-                              rescale_values=False),
+        planner=PlannerConfig(search="gumbel", num_simulations=16, discount=0.99, max_num_considered_actions=4),
         replay=ReplayConfig(capacity=100_000, batch_size=128, min_size=1_000, beta_anneal_updates=20_000),
         learner=LearnerConfig(
             optimizer="adamw", learning_rate=1e-3, warmup_updates=200, weight_decay=1e-4, max_grad_norm=5.0,

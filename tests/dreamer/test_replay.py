@@ -205,25 +205,30 @@ def test_a_huge_priority_dominates_and_weights_are_max_normalised():
         np.testing.assert_allclose(w.weight[hits], 50.0**-beta, rtol=1e-5)
 
 
-def test_priority_updates_set_the_max_and_new_data_enters_at_it():
+def test_new_data_enters_at_the_buffers_current_max_priority():
+    """As in EfficientZero: the current maximum of the stored priorities (1 when empty),
+    not a running maximum that never comes down."""
     n, length = 2, 8
+
+    def add_one(state):
+        return add(
+            state, frame=jnp.zeros((n, 1)), action=jnp.zeros(n, jnp.int32), reward=jnp.zeros(n),
+            terminal=jnp.zeros(n, bool), truncated=jnp.zeros(n, bool), first=jnp.zeros(n, bool),
+            policy=jnp.zeros((n, NUM_ACTIONS)), value=jnp.zeros(n),
+        )
+
     state = fill(n, length, 3)
     np.testing.assert_array_equal(np.asarray(state.priority)[:, :3], 1.0)
-    assert float(state.max_priority) == 1.0
     state = update_priorities(state, jnp.array([0, 1]), jnp.array([1, 2]), jnp.array([7.0, 0.0]))
     pri = np.asarray(state.priority)
     assert pri[0, 1] == 7.0
     assert 0.0 < pri[1, 2] <= 1e-5  # floored at eps, so still drawable
-    assert float(state.max_priority) == 7.0
-    # A lower update does not lower the running maximum.
-    state = update_priorities(state, jnp.array([0]), jnp.array([1]), jnp.array([2.0]))
-    assert float(state.max_priority) == 7.0
-    state = add(
-        state, frame=jnp.zeros((n, 1)), action=jnp.zeros(n, jnp.int32), reward=jnp.zeros(n),
-        terminal=jnp.zeros(n, bool), truncated=jnp.zeros(n, bool), first=jnp.zeros(n, bool),
-        policy=jnp.zeros((n, NUM_ACTIONS)), value=jnp.zeros(n),
-    )
+    state = add_one(state)
     np.testing.assert_array_equal(np.asarray(state.priority)[:, 3], 7.0)
+    # Lowering the top priority lowers what new data gets: the maximum is the buffer's now.
+    state = update_priorities(state, jnp.array([0, 0, 1]), jnp.array([1, 3, 3]), jnp.array([2.0, 0.5, 0.5]))
+    state = add_one(state)
+    np.testing.assert_array_equal(np.asarray(state.priority)[:, 4], 2.0)
     # Updates address absolute steps: after the ring wraps, step s lives in column s % L.
     state = fill(n, length, length + 3)
     state = update_priorities(state, jnp.array([1]), jnp.array([length + 1]), jnp.array([3.0]))
