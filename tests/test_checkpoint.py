@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import ROOT
 
 from dreamer import checkpoint as ckpt
 from dreamer.checkpoint import (
@@ -31,8 +32,6 @@ from dreamer.checkpoint import (
     install_signal_handlers,
 )
 from dreamer.config import Config, LoopConfig, to_dict
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 def make_state(step: int, big: bool = False) -> dict:
@@ -225,7 +224,7 @@ time.sleep(120)
 def test_kill_9_during_write_keeps_previous_checkpoint(tmp_path):
     script = tmp_path / "child.py"
     script.write_text(CHILD_SRC)
-    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     # phase at which the child is killed -> the checkpoint a restore must give
     cases = {"orbax_writing": 1, "tmp_created": 1, "state_written": 1, "meta_written": 1, "committed": 2}
     children = {}
@@ -286,7 +285,7 @@ def test_sigterm_lets_the_loop_checkpoint_and_exit(tmp_path):
                 time.sleep(0.001)
             ck.save(step, make_state(1), {"step": step, "signal": stop.signum})
     """)
-    env = dict(os.environ, PYTHONPATH=str(REPO), JAX_PLATFORMS="cpu")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), JAX_PLATFORMS="cpu")
     proc = subprocess.Popen([sys.executable, "-c", child, str(tmp_path)], env=env)
     deadline = time.monotonic() + 30
     while not (tmp_path / "ready").exists():

@@ -2,10 +2,10 @@
 
 import csv
 import dataclasses
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT
 
 pytest.importorskip("ale_py")
 
@@ -18,13 +18,12 @@ from agents.envs.atari import (  # noqa: E402
     make_train_envs,
 )
 
-REPO = Path(__file__).resolve().parents[2]
 GRAY64 = AtariProtocol.gray64()  # cheaper frames where the frame format is irrelevant
 
 
 def _reference_rows():
-    for path in (REPO / "benchmarks" / "atari100k" / "reference_scores.csv",
-                 REPO.parent / "shared" / "reference" / "atari100k_scores.csv"):
+    for path in (ROOT / "benchmarks" / "atari100k" / "reference_scores.csv",
+                 ROOT.parent / "shared" / "reference" / "atari100k_scores.csv"):
         if path.exists():
             with open(path, newline="") as f:
                 return list(csv.DictReader(f))

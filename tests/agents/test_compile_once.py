@@ -12,17 +12,17 @@ and one compile). Everything is compiled once for the module, to keep it fast.
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from helpers import debug_config
 
 import agents.envs
 from agents.cli import parse_config
-from agents.efficientzero import get_preset, make_agent
+from agents.efficientzero import make_agent
 from agents.loop import open_run, temperature_at
 from dreamer.agent import Transition
 
@@ -39,9 +39,8 @@ def entries(trainer) -> dict[str, int]:
 def trainer(tmp_path_factory):
     if not hasattr(jax.jit(lambda x: x), "_cache_size"):
         pytest.skip("this jax has no jitted._cache_size()")
-    cfg = get_preset("debug")
     # 24 vector steps: 16 before min_size, then train calls at the replay ratio; evaluation at the end only
-    cfg = dataclasses.replace(cfg, loop=dataclasses.replace(cfg.loop, env_steps=96, eval_every=10**6))
+    cfg = debug_config(loop={"env_steps": 96, "eval_every": 10**6})
     run_dir = tmp_path_factory.mktemp("compile_once") / "run"
     trainer = open_run(cfg, make_agent, agents.envs.make, str(run_dir), progress=False, tensorboard=False)
     counters = trainer.run()

@@ -2,14 +2,12 @@
 
 import filecmp
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import ROOT
 
 from benchmarks.atari100k import aggregate as agg
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +17,7 @@ def reference():
 
 def test_packaged_reference_is_the_shared_csv(reference):
     assert len(reference) == 26
-    shared = REPO.parent / "shared" / "reference" / "atari100k_scores.csv"
+    shared = ROOT.parent / "shared" / "reference" / "atari100k_scores.csv"
     if shared.exists():
         assert filecmp.cmp(shared, agg.PACKAGED_REFERENCE, shallow=False)
 

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 import pytest
+from helpers import debug_config
 
 from agents.efficientzero import make_agent
 from agents.efficientzero.presets import debug
@@ -80,11 +81,8 @@ def test_scale_gradient_halves_gradients():
 
 
 def tiny_config(**learner):
-    cfg = debug()
-    lc = dataclasses.replace(
-        cfg.learner, learning_rate=3e-3, warmup_updates=1, target_update_interval=2, **learner
-    )
-    return cfg.replace(learner=lc, replay=dataclasses.replace(cfg.replay, capacity=NUM_ENVS * 32, min_size=16))
+    return debug_config(learner=dict(learning_rate=3e-3, warmup_updates=1, target_update_interval=2, **learner),
+                        replay={"capacity": NUM_ENVS * 32, "min_size": 16})
 
 
 def filled_replay(cfg, seed=0):

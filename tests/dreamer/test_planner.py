@@ -25,14 +25,14 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamer import InitialOutput, PlannerConfig, RecurrentOutput, WorldModel, make_recurrent_fn, min_max_qtransform, plan
+from dreamer import PlannerConfig, WorldModel, make_recurrent_fn, min_max_qtransform, plan
 from dreamer.planner import Embedding
+from fakes import GRID_MOVES, PrefixTableModel, TableModel, grid_tables, table_params, value_iteration
 
 GAMMA = 0.9
 NUM_STATES = 32  # table rows (the two tasks use 25, the rest are padding self-loops)
-NUM_ACTIONS = 4  # up, down, left, right
+NUM_ACTIONS = len(GRID_MOVES)  # up, down, left, right
 HORIZON = 2  # value-prefix reset period of the searches here (EfficientZero: 5), below the tree depth
-MOVES = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 CHAIN = ["D.....G"]
 MAZE = [
@@ -52,106 +52,10 @@ CONFIGS = {
 
 
 # ---------------------------------------------------------------------------------------
-# Known models
+# Known models (tests/fakes.py): the two tasks in one table, as plain-reward and value-prefix models
 
-
-class TableModel:
-    """A deterministic tabular MDP as a WorldModel. Observation ``[B, 1]`` int32 = state id.
-
-    ``params``: ``next [S, A]`` int32, ``reward [S, A]``, ``discount [S, A]``,
-    ``value [S]``, ``logits [S, A]``. The state is the ``[B]`` state ids.
-    """
-
-    num_actions = NUM_ACTIONS
-    observation_shape = (1,)
-    observation_dtype = jnp.int32
-    value_prefix = False
-
-    def initial_inference(self, params, obs):
-        s = obs[:, 0]
-        return InitialOutput(s, params["value"][s], params["logits"][s])
-
-    def recurrent_inference(self, params, state, action):
-        nxt = params["next"][state, action]
-        return RecurrentOutput(
-            nxt,
-            params["reward"][state, action],
-            params["value"][nxt],
-            params["logits"][nxt],
-            params["discount"][state, action],
-        )
-
-
-class PrefixTableModel(TableModel):
-    """The same MDP reporting EfficientZero's value prefix instead of the reward.
-
-    The state is ``(state ids, running prefix)``; ``reward`` is the sum of rewards since
-    the last :meth:`reset_value_prefix`.
-    """
-
-    value_prefix = True
-
-    def __init__(self, horizon=HORIZON):
-        self.value_prefix_horizon = horizon
-
-    def initial_inference(self, params, obs):
-        out = super().initial_inference(params, obs)
-        return out._replace(state=(out.state, jnp.zeros(obs.shape[:1], jnp.float32)))
-
-    def recurrent_inference(self, params, state, action):
-        ids, prefix = state
-        out = super().recurrent_inference(params, ids, action)
-        prefix = prefix + out.reward
-        return out._replace(state=(out.state, prefix), reward=prefix)
-
-    def reset_value_prefix(self, state):
-        ids, prefix = state
-        return ids, jnp.zeros_like(prefix)
-
-
-PLAIN = TableModel()
-PREFIX = PrefixTableModel()
-
-
-def build_tasks():
-    """Tables for the chain and the maze, padded to NUM_STATES rows.
-
-    Returns (tables dict of NumPy arrays without value/logits, list of (task, cell) per
-    state, goal-distance per state or -1).
-    """
-    nxt = np.tile(np.arange(NUM_STATES)[:, None], (1, NUM_ACTIONS)).astype(np.int32)
-    reward = np.zeros((NUM_STATES, NUM_ACTIONS), np.float32)
-    discount = np.ones((NUM_STATES, NUM_ACTIONS), np.float32)
-    names: list[tuple[str, tuple[int, int]]] = []
-    index = {}
-    for task, rows in (("chain", CHAIN), ("maze", MAZE)):
-        for r, line in enumerate(rows):
-            for c, ch in enumerate(line):
-                if ch != "#":
-                    index[task, r, c] = len(names)
-                    names.append((task, (r, c)))
-    for s, (task, (r, c)) in enumerate(names):
-        rows = CHAIN if task == "chain" else MAZE
-        if rows[r][c] == "G":  # absorbing terminal
-            discount[s] = 0.0
-            continue
-        for a, (dr, dc) in enumerate(MOVES):
-            t = index.get((task, r + dr, c + dc), s)  # walls and edges: stay
-            nxt[s, a] = t
-            tr, tc = names[t][1]
-            if rows[tr][tc] == "G":
-                reward[s, a], discount[s, a] = 1.0, 0.0
-            elif t == s and rows[r][c] == "D":
-                reward[s, a] = 0.125
-    return dict(next=nxt, reward=reward, discount=discount), names
-
-
-def value_iteration(tables, gamma=GAMMA, iters=400):
-    v = np.zeros(NUM_STATES, np.float64)
-    for _ in range(iters):
-        q = tables["reward"] + gamma * tables["discount"] * v[tables["next"]]
-        v = q.max(axis=1)
-    return v, q
+PLAIN = TableModel(NUM_ACTIONS)
+PREFIX = PrefixTableModel(NUM_ACTIONS, HORIZON)
 
 
 def goal_distance(tables):
@@ -166,8 +70,8 @@ def goal_distance(tables):
     return dist
 
 
-TABLES, STATE_NAMES = build_tasks()
-V_STAR, Q_STAR = value_iteration(TABLES)
+TABLES, STATE_NAMES = grid_tables({"chain": CHAIN, "maze": MAZE}, NUM_STATES, GRID_MOVES)
+V_STAR, Q_STAR = value_iteration(TABLES, GAMMA)
 DIST = goal_distance(TABLES)
 # States to check: the tasks' non-terminal cells (not the goals, not the padding).
 LIVE = np.array([s for s, (task, (r, c)) in enumerate(STATE_NAMES) if (CHAIN if task == "chain" else MAZE)[r][c] != "G"])
@@ -176,12 +80,9 @@ LIVE = np.array([s for s, (task, (r, c)) in enumerate(STATE_NAMES) if (CHAIN if 
 def known_params(value: str, prior: str = "uniform"):
     """Tables with exact values V* (``"exact"``) or zeros (``"zero"``), and a uniform
     prior or one that favours the optimal actions (logit 4, as a trained policy would)."""
-    v = V_STAR if value == "exact" else np.zeros(NUM_STATES)
-    logits = np.zeros((NUM_STATES, NUM_ACTIONS))
-    if prior == "optimal":
-        logits = 4.0 * np.isclose(Q_STAR, V_STAR[:, None])
-    params = dict(TABLES, value=v.astype(np.float32), logits=logits.astype(np.float32))
-    return jax.tree_util.tree_map(jnp.asarray, params)
+    v = V_STAR if value == "exact" else None
+    logits = 4.0 * np.isclose(Q_STAR, V_STAR[:, None]) if prior == "optimal" else None
+    return table_params(TABLES, value=v, logits=logits)
 
 
 def random_params(seed: int):
@@ -344,18 +245,11 @@ def test_value_prefix_rewards_and_resets_by_hand():
     # horizon 3 the model's prefix memory is cleared before steps 4 and 7.
     nxt = (np.arange(NUM_STATES)[:, None] + np.zeros(NUM_ACTIONS, int) + 1) % NUM_STATES
     reward = np.tile(np.arange(1.0, NUM_ACTIONS + 1.0), (NUM_STATES, 1))
-    params = jax.tree_util.tree_map(
-        jnp.asarray,
-        dict(
-            next=nxt.astype(np.int32),
-            reward=reward.astype(np.float32),
-            discount=np.ones((NUM_STATES, NUM_ACTIONS), np.float32),
-            value=np.zeros(NUM_STATES, np.float32),
-            logits=np.zeros((NUM_STATES, NUM_ACTIONS), np.float32),
-        ),
-    )
+    tables = dict(next=nxt.astype(np.int32), reward=reward.astype(np.float32),
+                  discount=np.ones((NUM_STATES, NUM_ACTIONS), np.float32))
+    params = table_params(tables)  # values 0, uniform prior
     config = PlannerConfig(discount=0.5)
-    recurrent_fn = make_recurrent_fn(PrefixTableModel(horizon=3), config)
+    recurrent_fn = make_recurrent_fn(PrefixTableModel(NUM_ACTIONS, horizon=3), config)
     # Row 0 starts fresh. Row 1 starts at depth 2, two steps after a reset, with prefix 5
     # (in the planner's bookkeeping and in the model's state), so it resets after its 1st step.
     embedding = Embedding(

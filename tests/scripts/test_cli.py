@@ -4,30 +4,17 @@ In-process calls for most cases (fast); a few subprocesses check what a user see
 """
 
 import dataclasses
-import importlib.util
 import os
 import re
-import subprocess
-import sys
 
 import pytest
+from helpers import load_script, run_script
 
 from agents.cli import parse_config
 from dreamer.config import Config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def _load_script(name):
-    spec = importlib.util.spec_from_file_location(f"_script_{name}", os.path.join(ROOT, "scripts", f"{name}.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses and tyro look the module up by name
-    spec.loader.exec_module(module)
-    return module
-
-
-train = _load_script("train")
-evaluate = _load_script("evaluate")
+train = load_script("train")
+evaluate = load_script("evaluate")
 
 
 def every_field_flag():
@@ -81,8 +68,7 @@ def refusal(capsys, argv, main=None):
 
 
 def run(script, *args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), *args],
-                          capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return run_script(script, *args, timeout=120)
 
 
 # --help --------------------------------------------------------------------------------------

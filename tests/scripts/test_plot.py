@@ -1,29 +1,15 @@
 """scripts/plot.py on synthetic run directories (no training): labels, grouping, bands, lines, refusals."""
 
-import importlib.util
 import json
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
+from helpers import load_script, run_script
 from matplotlib.collections import PolyCollection
 from scipy.stats import trim_mean
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-SCRIPT = os.path.join(ROOT, "scripts", "plot.py")
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("plot_script", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["plot_script"] = module  # dataclasses look their module up here
-    spec.loader.exec_module(module)
-    return module
-
-
-plot = _load_script()
+plot = load_script("plot")
 
 EVAL_STEPS = [500, 1000, 1500, 2000, 2500, 3000]
 
@@ -192,7 +178,7 @@ def test_x_axis_choices_and_reference_lines(tmp_path):
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, timeout=120, cwd=ROOT)
+    return run_script("plot.py", *args, timeout=120)
 
 
 def test_cli_draws_a_png(tmp_path):

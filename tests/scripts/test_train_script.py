@@ -6,13 +6,8 @@ import subprocess
 import sys
 
 import pytest
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-
-def run(script, *args, timeout=600):
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", script), *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+from helpers import ROOT, SCRIPTS, checkpoint_steps, eval_steps, read_metrics
+from helpers import run_script as run
 
 
 def error_line(proc):
@@ -33,7 +28,7 @@ def debug_run(tmp_path_factory):
 def test_smoke_run_directory(debug_run):
     for name in ("config.json", "run.json", "metrics.jsonl", "summary.json", "tb", "checkpoints"):
         assert os.path.exists(os.path.join(debug_run, name)), name
-    records = [json.loads(l) for l in open(os.path.join(debug_run, "metrics.jsonl"))]
+    records = read_metrics(debug_run)
     evals = [r for r in records if "eval/return_mean" in r]
     assert [r["env_steps"] for r in evals] == [120, 240]
     assert any("loss/total" in r for r in records)
@@ -69,8 +64,7 @@ def test_resume_continues_counts(debug_run, tmp_path):
     assert "resuming from 240 env steps" in proc.stderr
     summary = json.load(open(os.path.join(run_dir, "summary.json")))
     assert summary["env_steps"] == 360 and summary["evaluations"] == 3
-    evals = [json.loads(l)["env_steps"] for l in open(os.path.join(run_dir, "metrics.jsonl")) if "eval/return_mean" in l]
-    assert evals == [120, 240, 360]
+    assert eval_steps(run_dir) == [120, 240, 360]
 
 
 def test_checkpoint_from_other_config_is_refused(debug_run, tmp_path):
@@ -107,17 +101,6 @@ def test_bad_input_fails_fast(args, needle, tmp_path):
     assert not os.path.exists(tmp_path / "r" / "metrics.jsonl")
 
 
-def _eval_steps(run_dir):
-    return [json.loads(l)["env_steps"] for l in open(os.path.join(run_dir, "metrics.jsonl")) if "eval/return_mean" in l]
-
-
-def _checkpoint_steps(run_dir):
-    ckpt = os.path.join(run_dir, "checkpoints")
-    if not os.path.isdir(ckpt):
-        return []
-    return sorted(int(n) for n in os.listdir(ckpt) if n.isdigit())
-
-
 def test_kill_9_during_training_then_resume(tmp_path):
     """SIGKILL mid-run: the rerun resumes from the last complete checkpoint, and the finished
     run's counts add up as if it had never stopped (its curve has no repeated stretch)."""
@@ -127,11 +110,11 @@ def test_kill_9_during_training_then_resume(tmp_path):
     run_dir = str(tmp_path / "killed")
     args = ["--preset", "debug", "--steps", "3000", "--run-dir", run_dir, "--no-progress", "--no-tensorboard",
             "--loop.eval_every", "600", "--loop.checkpoint_every_s", "1"]
-    proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "scripts", "train.py"), *args],
+    proc = subprocess.Popen([sys.executable, str(SCRIPTS / "train.py"), *args],
                             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 300
     while time.time() < deadline and proc.poll() is None:
-        steps = _checkpoint_steps(run_dir)
+        steps = checkpoint_steps(run_dir)
         if steps and steps[-1] >= 160:
             break
         time.sleep(0.2)
@@ -139,7 +122,7 @@ def test_kill_9_during_training_then_resume(tmp_path):
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     proc.stderr.close()
-    saved = max(_checkpoint_steps(run_dir))  # complete ones only are named by their step
+    saved = max(checkpoint_steps(run_dir))  # complete ones only are named by their step
     assert 160 <= saved < 3000
 
     proc = run("train.py", *args)
@@ -150,7 +133,7 @@ def test_kill_9_during_training_then_resume(tmp_path):
     assert summary["env_steps"] == 3000 and summary["evaluations"] == 5
     expected = int(cfg["loop"]["replay_ratio"] * (3000 - cfg["replay"]["min_size"]))
     assert expected - cfg["learner"]["updates_per_call"] < summary["updates"] <= expected
-    assert _eval_steps(run_dir) == list(range(600, 3001, 600))
+    assert eval_steps(run_dir) == list(range(600, 3001, 600))
 
 
 def test_same_seed_gives_identical_metrics(tmp_path):
@@ -163,8 +146,7 @@ def test_same_seed_gives_identical_metrics(tmp_path):
                    "--loop.replay_ratio", "1.0")
         assert proc.returncode == 0, proc.stderr[-3000:]
         drop = ("time", "speed/env_steps_per_s", "speed/updates_per_s")
-        records.append([{k: v for k, v in json.loads(l).items() if k not in drop}
-                        for l in open(os.path.join(run_dir, "metrics.jsonl"))])
+        records.append([{k: v for k, v in r.items() if k not in drop} for r in read_metrics(run_dir)])
     a, b = records
     trained = [r for r in a if "loss/total" in r]
     assert len(trained) >= 10 and trained[-1]["updates"] >= 40  # enough updates to drift if anything were off
@@ -190,7 +172,7 @@ def test_corrupt_checkpoints_are_refused_and_left_alone(debug_run, tmp_path):
     run_dir = str(tmp_path / "corrupt")
     shutil.copytree(debug_run, run_dir)
     ckpt = os.path.join(run_dir, "checkpoints")
-    for step in _checkpoint_steps(run_dir):
+    for step in checkpoint_steps(run_dir):
         _corrupt_leaf(os.path.join(ckpt, str(step)))
 
     def digest():
