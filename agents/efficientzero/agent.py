@@ -56,10 +56,25 @@ def check_env(cfg: Config) -> EnvSpec | None:
     return EnvSpec(num_actions, shape, dtype)
 
 
+def check_model(model: TrainableWorldModel, spec: EnvSpec) -> TrainableWorldModel:
+    """A user's model against the training contract and the env; one-line ``ValueError``s."""
+    missing = [name for name in ("num_actions", "observation_shape", "value_support", "reward_support", "value_prefix",
+                                 "value_prefix_horizon", "init", "represent", "predict", "dynamics", "project")
+               if not hasattr(model, name)]
+    if missing:
+        raise ValueError(f"{type(model).__name__} does not satisfy dreamer.TrainableWorldModel: missing {', '.join(missing)}")
+    if int(model.num_actions) != spec.num_actions:
+        raise ValueError(f"{type(model).__name__}.num_actions is {model.num_actions}, the env has {spec.num_actions} actions")
+    if tuple(model.observation_shape) != tuple(spec.observation_shape):
+        raise ValueError(f"{type(model).__name__}.observation_shape is {tuple(model.observation_shape)}, the env's "
+                         f"observations are {tuple(spec.observation_shape)}")
+    return model
+
+
 def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = None) -> Agent:
     """EfficientZero over ``cfg.env.num_envs`` env streams of ``spec``; ``model`` defaults to
     :func:`make_model`."""
-    model = make_model(cfg, spec) if model is None else model
+    model = make_model(cfg, spec) if model is None else check_model(model, spec)
     learner = Learner(model, cfg.learner, cfg.replay, cfg.planner)
     # Evaluation plays the search's own choice without exploration noise: pUCT's most visited
     # action (temperature 0), Gumbel's sequential-halving winner without Gumbel noise

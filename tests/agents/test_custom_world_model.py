@@ -138,3 +138,20 @@ def test_the_custom_params_were_trained_through_its_own_functions(trained):
     assert counters["env_steps"] == ENV_STEPS
     for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(params), strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_a_model_that_does_not_fit_the_env_is_refused():
+    from agents.efficientzero.agent import check_model
+    from agents.envs.base import EnvSpec
+
+    class Half:
+        num_actions, observation_shape = 2, (4,)
+
+    with pytest.raises(ValueError, match="missing value_support"):
+        check_model(Half(), EnvSpec(2, (4,)))
+    model = TinyModel(4, 3)
+    check_model(model, EnvSpec(3, (4,)))
+    with pytest.raises(ValueError, match="num_actions is 3, the env has 4"):
+        check_model(model, EnvSpec(4, (4,)))
+    with pytest.raises(ValueError, match="observation_shape"):
+        check_model(model, EnvSpec(3, (5,)))

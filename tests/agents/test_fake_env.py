@@ -90,7 +90,14 @@ def test_evaluate_counts_whole_games_per_env_in_order():
     # env 0 reaches the goal every 3 steps (return 1), env 1 never does (return 0 every 6 steps):
     # evaluate takes the same number of games from each env, interleaved, however fast they end
     envs = FakeEnvs(2)
-    returns = evaluate(scripted_greedy([RIGHT, STAY]), None, envs, episodes=4, rng=jax.random.PRNGKey(0), seed=0)
-    assert returns == [1.0, 0.0, 1.0, 0.0]
-    returns = evaluate(scripted_greedy([RIGHT, STAY]), None, envs, episodes=3, rng=jax.random.PRNGKey(0), seed=0)
-    assert returns == [1.0, 0.0, 1.0]
+    result = evaluate(scripted_greedy([RIGHT, STAY]), None, envs, episodes=4, rng=jax.random.PRNGKey(0), seed=0)
+    assert result.returns == [1.0, 0.0, 1.0, 0.0]
+    # env 1's games end at the step cap (truncated), env 0's by reaching the goal
+    assert result.capped == [False, True, False, True]
+    # the histogram counts the actions of the games that count: env 0 played RIGHT 6 times,
+    # env 1 STAY 12 times (two 6-step games), then the loop stopped
+    assert result.action_counts.tolist() == [0, 12, 6]
+    metrics = result.metrics()
+    assert metrics["eval/capped_fraction"] == 0.5 and metrics["eval/action_1"] == pytest.approx(12 / 18)
+    result = evaluate(scripted_greedy([RIGHT, STAY]), None, envs, episodes=3, rng=jax.random.PRNGKey(0), seed=0)
+    assert result.returns == [1.0, 0.0, 1.0]
