@@ -155,7 +155,12 @@ class LearnerConfig:
     td_steps: int = 5  # n of the n-step bootstrapped value target
     td_age_step: int = 30_000  # off-policy correction: td = clip(td_steps - age // td_age_step, 1, td_steps)
     target_update_interval: int = 200  # updates between target-param refreshes
-    reanalyze_fraction: float = 0.99  # fraction of the batch whose policy targets are re-searched
+    # "batch": re-search the policy targets of each sampled batch and bootstrap from the target
+    # network (EfficientZero); "sweep": re-plan the whole replay once per target period and
+    # gather stored targets (dreamer/reanalyze.py).
+    reanalyze: str = "batch"  # how policy and bootstrap targets are refreshed: "batch" or "sweep"
+    reanalyze_fraction: float = 0.99  # reanalyze="batch": fraction of the batch whose policy targets are re-searched
+    sweep_chunk: int = 1024  # reanalyze="sweep": roots per search call of a sweep (large on an accelerator)
     value_loss_weight: float = 0.25  # weight of the value loss
     reward_loss_weight: float = 1.0  # weight of the reward / value-prefix loss
     policy_loss_weight: float = 1.0  # weight of the policy loss
@@ -168,8 +173,12 @@ class LearnerConfig:
     def __post_init__(self):
         _choice(self, "optimizer", ("sgd", "adamw"))
         _choice(self, "reanalyze_with", ("target", "online"))
+        _choice(self, "reanalyze", ("batch", "sweep"))
+        _require(self.reanalyze != "sweep" or self.target_update_interval % self.updates_per_call == 0,
+                 f"learner.target_update_interval ({self.target_update_interval}) must be a multiple of "
+                 f"learner.updates_per_call ({self.updates_per_call}) with reanalyze='sweep'")
         _positive(self, "learning_rate", "unroll_steps", "td_steps", "td_age_step")
-        _positive(self, "target_update_interval", "updates_per_call", "max_grad_norm", "lr_decay_updates")
+        _positive(self, "target_update_interval", "updates_per_call", "max_grad_norm", "lr_decay_updates", "sweep_chunk")
         _unit(self, "reanalyze_fraction", "momentum", "lr_decay_factor")
         _require(self.warmup_updates >= 0, f"LearnerConfig.warmup_updates must be >= 0, got {self.warmup_updates}")
         _require(self.weight_decay >= 0, f"LearnerConfig.weight_decay must be >= 0, got {self.weight_decay}")

@@ -6,6 +6,10 @@ update as a pure function, so a profile or another agent can call them one by on
     sample -> targets -> observations -> bootstrap -> reanalyse -> assemble
            -> loss and gradient -> optax -> new priorities
 
+With ``reanalyze="sweep"`` the bootstrap and reanalyse stages are gathers of what the last
+reanalysis sweep stored (:mod:`dreamer.reanalyze`), and the sweep runs with each target
+refresh, once per ``target_update_interval`` updates, at the end of a train call.
+
 ``make_batch`` chains the batch stages, ``update`` does one whole update, and ``train``
 scans ``updates_per_call`` updates with no host round-trip inside. Nothing here calls
 ``jax.jit``: the caller jits (donating the train and replay states).
@@ -25,6 +29,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from dreamer import reanalyze
 from dreamer import replay as replay_lib
 from dreamer import targets as targets_lib
 from dreamer.augment import augment_branches
@@ -127,11 +132,13 @@ class Learner:
         )
 
     def observations(self, replay: replay_lib.ReplayState, window: replay_lib.Window,
-                     plan_: targets_lib.TargetPlan) -> Observations:
-        """Frame stacks at the unroll positions and at the bootstrap positions."""
+                     plan_: targets_lib.TargetPlan, bootstrap: bool = True) -> Observations:
+        """Frame stacks at the unroll positions and (``bootstrap``) at the bootstrap positions."""
         k_max, stack = self.learner.unroll_steps, self.replay.frame_stack
         positions = window.start[:, None] + jnp.arange(k_max + 1)[None, :]
         unroll = replay_lib.stacked_frames(replay, window.env, positions, stack)
+        if not bootstrap:
+            return Observations(unroll, None)
         boot = replay_lib.stacked_frames(replay, window.env, window.start[:, None] + plan_.bootstrap_index, stack)
         return Observations(unroll, boot)
 
@@ -169,18 +176,28 @@ class Learner:
             weight=window.weight,
         )
 
+    def stored_bootstrap(self, replay: replay_lib.ReplayState, window: replay_lib.Window,
+                         plan_: targets_lib.TargetPlan) -> jnp.ndarray:
+        """``reanalyze="sweep"``: the stored values ``[B, K+1]`` at the bootstrap positions."""
+        return replay_lib._gather(replay.value, window.env, window.start[:, None] + plan_.bootstrap_index)
+
     def make_batch(self, params, target_params, replay: replay_lib.ReplayState, rng: jnp.ndarray,
                    beta: jnp.ndarray) -> tuple[TrainBatch, replay_lib.Window, dict]:
-        """All batch stages: bootstraps from ``target_params``, policies re-searched with the
-        params ``reanalyze_with`` names (EfficientZero: the target params)."""
+        """All batch stages. ``reanalyze="batch"``: bootstraps from ``target_params``, policies
+        re-searched with the params ``reanalyze_with`` names (EfficientZero: the target params).
+        ``reanalyze="sweep"``: both gathered from the replay, as the last sweep left them."""
         sample_rng, search_rng = jax.random.split(rng)
         window = self.sample(replay, sample_rng, beta)
         plan_ = self.targets(window)
-        obs = self.observations(replay, window, plan_)
-        boot_values = self.bootstrap(target_params, obs.bootstrap)
-        search_params = target_params if self.learner.reanalyze_with == "target" else params
-        policy, metrics = self.reanalyse(search_params, search_rng, obs.unroll,
-                                         window.policy[:, : self.learner.unroll_steps + 1])
+        stored_policy = window.policy[:, : self.learner.unroll_steps + 1]
+        if self.learner.reanalyze == "sweep":
+            obs = self.observations(replay, window, plan_, bootstrap=False)
+            boot_values, policy, metrics = self.stored_bootstrap(replay, window, plan_), stored_policy, {}
+        else:
+            obs = self.observations(replay, window, plan_)
+            boot_values = self.bootstrap(target_params, obs.bootstrap)
+            search_params = target_params if self.learner.reanalyze_with == "target" else params
+            policy, metrics = self.reanalyse(search_params, search_rng, obs.unroll, stored_policy)
         metrics["train/td_steps"] = jnp.mean(plan_.td_steps.astype(jnp.float32))
         batch = self.assemble(window, plan_, obs.unroll, boot_values, policy)
         metrics["search/policy_target_entropy"] = policy_entropy(batch.policy, batch.policy_mask)
@@ -207,8 +224,11 @@ class Learner:
         updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         step = state.step + 1
-        refresh = step % lc.target_update_interval == 0
-        target_params = jax.tree_util.tree_map(lambda new, old: jnp.where(refresh, new, old), params, state.target_params)
+        target_params = state.target_params
+        if lc.reanalyze != "sweep":  # a sweep refreshes the target params once per train call (see train)
+            refresh = step % lc.target_update_interval == 0
+            target_params = jax.tree_util.tree_map(lambda new, old: jnp.where(refresh, new, old), params,
+                                                   target_params)
         replay = replay_lib.update_priorities(replay, window.env, window.start, priorities, self.replay.priority_eps)
         metrics = {
             **metrics,
@@ -229,4 +249,22 @@ class Learner:
             return (s, r), m
 
         (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=self.learner.updates_per_call)
-        return state, replay, jax.tree_util.tree_map(jnp.mean, metrics)
+        metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+        if self.learner.reanalyze == "sweep":
+            refresh = state.step % self.learner.target_update_interval == 0
+            state, replay = jax.lax.cond(refresh, self.refresh, lambda s, r: (s, r), state, replay)
+        return state, replay, metrics
+
+    def refresh(self, state: TrainState, replay: replay_lib.ReplayState):
+        """``reanalyze="sweep"``: new target params, then a sweep of the replay with them."""
+        rng, sweep_rng = jax.random.split(state.rng)
+        version = state.step // self.learner.target_update_interval
+        replay, _ = self.sweep(state.params, replay, sweep_rng, version)
+        return state._replace(target_params=jax.tree_util.tree_map(jnp.copy, state.params), rng=rng), replay
+
+    def sweep(self, params, replay: replay_lib.ReplayState, rng: jnp.ndarray, version) -> tuple:
+        """Re-plans the whole replay with ``params`` (see :mod:`dreamer.reanalyze`)."""
+        lc = self.learner
+        return reanalyze.sweep(params, replay, rng, version, model=self.model, planner=self.planner,
+                               frame_stack=self.replay.frame_stack, td_steps=lc.td_steps, td_age_step=lc.td_age_step,
+                               priority_eps=self.replay.priority_eps, chunk=lc.sweep_chunk)

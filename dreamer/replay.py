@@ -9,7 +9,10 @@ written per call. Frames are stored once and stacked at sample time. A step stor
   ``terminal[t]`` (the episode ended in a terminal state) and ``truncated[t]`` (it was
   cut by a time limit; the future is unknown but not zero),
 * ``first[t]``: ``frame[t]`` is the first of its episode (frame stacking stops there),
-* the search policy and root value used when acting, and a priority.
+* the policy and value targets: the acting search's policy and root value when written,
+  replaced by each reanalysis sweep (:mod:`dreamer.reanalyze`), with the sweep's number in
+  ``version`` (-1: still the acting search's),
+* and a priority.
 
 Positions are addressed by ``(env, absolute step)``; the ring keeps absolute steps in
 ``[max(0, t - L), t - 1]``. New data enters at the buffer's current maximum priority (1 in
@@ -33,8 +36,9 @@ class ReplayState(NamedTuple):
     terminal: jnp.ndarray  # [N, L] bool
     truncated: jnp.ndarray  # [N, L] bool
     first: jnp.ndarray  # [N, L] bool
-    policy: jnp.ndarray  # [N, L, A] float32
-    value: jnp.ndarray  # [N, L] float32
+    policy: jnp.ndarray  # [N, L, A] float32 policy target (acting search, then each sweep's)
+    value: jnp.ndarray  # [N, L] float32 bootstrap value (acting search root value, then the sweep's)
+    version: jnp.ndarray  # [N, L] int32 the sweep that wrote policy and value (-1: acting)
     priority: jnp.ndarray  # [N, L] float32 (0 where nothing is stored)
     t: jnp.ndarray  # [] int32, steps written per env (absolute)
 
@@ -69,6 +73,7 @@ def init(num_envs: int, capacity: int, frame_shape: tuple[int, ...], frame_dtype
         first=jnp.zeros((n, length), bool),
         policy=jnp.zeros((n, length, num_actions), jnp.float32),
         value=jnp.zeros((n, length), jnp.float32),
+        version=jnp.full((n, length), -1, jnp.int32),
         priority=jnp.zeros((n, length), jnp.float32),
         t=jnp.zeros((), jnp.int32),
     )
@@ -91,6 +96,9 @@ def add(state: ReplayState, frame, action, reward, terminal, truncated, first, p
 
     def put(buf, x):
         x = jnp.asarray(x, buf.dtype)
+        want = buf.shape[:1] + buf.shape[2:]
+        if x.shape != want:
+            raise ValueError(f"replay.add: expected an array of shape {list(want)}, got {list(x.shape)}")
         return jax.lax.dynamic_update_index_in_dim(buf, x, col, axis=1)
 
     n = state.action.shape[0]
@@ -103,6 +111,7 @@ def add(state: ReplayState, frame, action, reward, terminal, truncated, first, p
         first=put(state.first, first),
         policy=put(state.policy, policy),
         value=put(state.value, value),
+        version=put(state.version, jnp.full((n,), -1)),
         priority=put(state.priority, jnp.full((n,), top)),
         t=state.t + 1,
     )
@@ -146,21 +155,32 @@ def sample(
     idx = jnp.where(flat[idx] > 0, idx, last_written[idx])
     idx = jnp.where(idx < 0, first_written, idx)
     env, col = idx // length, idx % length
-    # The absolute step stored in column ``col``: the latest one written there.
-    t = state.t
-    start = col + ((t - 1 - col) // length) * length
+    start = latest_step(state, col)
     p = flat[idx] / total
     count = size(state).astype(jnp.float32)
     weight = (count * p) ** (-beta)
     weight = weight / jnp.max(weight)
+    return window_at(state, env, start, window, weight)
 
+
+def latest_step(state: ReplayState, col: jnp.ndarray) -> jnp.ndarray:
+    """The absolute step stored in ring column ``col``: the latest one written there."""
+    length = ring_length(state)
+    return col + ((state.t - 1 - col) // length) * length
+
+
+def window_at(state: ReplayState, env: jnp.ndarray, start: jnp.ndarray, window: int,
+              weight: jnp.ndarray | None = None) -> Window:
+    """The ``window`` steps from absolute step ``start`` of stream ``env`` (``[B]`` each)."""
+    n = state.action.shape[0]
+    t = state.t
     absolute = start[:, None] + jnp.arange(window)[None, :]
     valid = absolute <= t - 1
     g = lambda buf: _gather(buf, env, absolute)  # noqa: E731
     return Window(
         env=env.astype(jnp.int32),
         start=start.astype(jnp.int32),
-        weight=weight.astype(jnp.float32),
+        weight=jnp.ones(env.shape, jnp.float32) if weight is None else weight.astype(jnp.float32),
         action=g(state.action),
         reward=jnp.where(valid, g(state.reward), 0.0),
         terminal=valid & g(state.terminal),

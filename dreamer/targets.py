@@ -123,7 +123,7 @@ def plan_targets(
         reward_sum=reward_sum,
         value_mask=value_mask_w[:, : k_max + 1],
         in_episode=in_episode[:, : k_max + 1],
-        value_prefix=jnp.stack(prefixes, 1),
+        value_prefix=jnp.stack(prefixes, 1) if prefixes else jnp.zeros((batch, 0), jnp.float32),
         reward=step_reward,
         reward_mask=reward_mask,
         td_steps=n,
