@@ -62,9 +62,9 @@ def main(argv=None) -> int:
     from agents.loop import NonFiniteLossError
     from dreamer.checkpoint import CheckpointError
 
-    print(f"run directory: {run_dir}", file=sys.stderr)
     try:
         trainer = Trainer(cfg, run_dir, progress=not args.no_progress, tensorboard=not args.no_tensorboard)
+        print(f"run directory: {run_dir}", file=sys.stderr)  # after a refused resume, the error is the only line
         if trainer.resumed:
             print(f"resuming from {trainer.counters.env_steps} env steps, {trainer.counters.updates} updates", file=sys.stderr)
         counters = trainer.run()
