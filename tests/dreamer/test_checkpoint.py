@@ -336,26 +336,25 @@ def test_structure_mismatch(tmp_path):
     target = make_state(0)
 
     bad_shape = dict(target, replay=dict(target["replay"], priority=np.zeros(3, np.float32)))
-    with pytest.raises(
-        StructureMismatchError, match=r"\['replay'\]\['priority'\]: checkpoint float32\(64,\), target float32\(3,\)"
-    ):
+    with pytest.raises(StructureMismatchError, match=r"at leaf 4: \['replay'\]\['priority'\] float32\(64,\) in the "
+                       r"checkpoint, \['replay'\]\['priority'\] float32\(3,\) in the target"):
         ck.restore(bad_shape)
     bad_dtype = dict(target, updates=jnp.asarray(0, jnp.float32))
-    with pytest.raises(StructureMismatchError, match=r"\['updates'\]: checkpoint int32\(\), target float32\(\)"):
+    with pytest.raises(StructureMismatchError, match=r"\['updates'\] int32\(\) in the checkpoint, \['updates'\] float32"):
         ck.restore(bad_dtype)
     bad_key = dict(target, key=jax.random.PRNGKey(0))
-    with pytest.raises(StructureMismatchError, match=r"checkpoint key<fry>\(\), target uint32\(2,\)"):
+    with pytest.raises(StructureMismatchError, match=r"\['key'\] key<fry>\(\) in the checkpoint, \['key'\] uint32\(2,\)"):
         ck.restore(bad_key)
     extra = dict(target, zzz=jnp.zeros(2))
-    with pytest.raises(
-        StructureMismatchError, match=r"has 6 leaves but the target has 7: first extra leaf \['zzz'\] in the target"
-    ):
+    with pytest.raises(StructureMismatchError, match=r"\(6 leaves\) does not match the target \(7 leaves\) at leaf 6: "
+                       r"nothing in the checkpoint, \['zzz'\] float32\(2,\) in the target"):
         ck.restore(extra)
     renamed = dict(target, params={"W": target["params"]["w"], "b": target["params"]["b"]})
-    with pytest.raises(
-        StructureMismatchError, match=r"leaf 1 is \['params'\]\['b'\] in the checkpoint but \['params'\]\['W'\]"
-    ):
+    with pytest.raises(StructureMismatchError, match=r"at leaf 1: \['params'\]\['b'\] bfloat16\(16,\) in the "
+                       r"checkpoint, \['params'\]\['W'\] float32\(32, 16\) in the target"):
         ck.restore(renamed)
+    with pytest.raises(StructureMismatchError, match=r"leaf \['name'\] of type str is not an array"):
+        ck.restore(dict(target, name="x"))
 
 
 def _largest_file(path: Path) -> Path:
@@ -399,9 +398,6 @@ def test_corrupt_checkpoint_falls_back(tmp_path, caplog, damage):
         and str(broken) in caplog.text
         and "falling back to checkpoint 2" in caplog.text
     )
-
-    with pytest.raises(CorruptCheckpointError, match=f"corrupt checkpoint.*{broken}"):
-        ck.restore(make_state(0), step=3)  # an explicit step never falls back
 
 
 @pytest.mark.parametrize("damage", ["zeroed_bytes", "flipped_bytes"])
@@ -469,23 +465,22 @@ def test_all_corrupt_raises(tmp_path):
         ck.restore(make_state(0))
 
 
-def test_no_checkpoint_and_incomplete_ones(tmp_path):
+def test_no_checkpoint_and_incomplete_ones(tmp_path, caplog):
     with pytest.raises(NoCheckpointError, match="no complete checkpoint in"):
         Checkpointer(tmp_path).restore(make_state(0))
     ck = Checkpointer(tmp_path)
     ck.save(5, make_state(5))
     # what a killed write leaves is never listed
     (ck.directory / "9.orbax-checkpoint-tmp" / "state").mkdir(parents=True)
-    assert ck.steps() == [5]
-    with pytest.raises(NoCheckpointError, match="step 9"):
-        ck.restore(make_state(0), step=9)
+    assert ck.steps() == [5] and ck.latest() == 5
+    assert_bitwise(ck.restore(make_state(0))[0], make_state(5))
     # a numbered directory that is no checkpoint (made by hand, an older format) is a corrupt
     # one: never restored, skipped for the next older checkpoint
     (ck.directory / "7" / "state").mkdir(parents=True)
     assert ck.steps() == [5, 7]
-    assert_bitwise(ck.restore(make_state(0))[0], make_state(5))
-    with pytest.raises(CorruptCheckpointError, match="corrupt checkpoint .*7"):
-        ck.restore(make_state(0), step=7)
+    with caplog.at_level(logging.WARNING, logger="dreamer.checkpoint"):
+        assert_bitwise(ck.restore(make_state(0))[0], make_state(5))
+    assert f"corrupt checkpoint {ck.path(7)}" in caplog.text and "falling back to checkpoint 5" in caplog.text
 
 
 def test_bad_inputs_write_nothing(tmp_path):
