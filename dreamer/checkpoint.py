@@ -98,7 +98,7 @@ def _jsonable(x: Any) -> Any:
 def _dotted(cfg: Any, prefix: str = "") -> dict[str, Any]:
     if not isinstance(cfg, Mapping):
         return {prefix or "<root>": cfg}
-    return {k: v for key, sub in cfg.items() for k, v in _dotted(sub, f"{prefix}.{key}" if prefix else str(key)).items()}
+    return {k: v for key, sub in cfg.items() for k, v in _dotted(sub, f"{prefix}.{key}".lstrip(".")).items()}
 
 
 def _same(a: Any, b: Any) -> bool:  # 1 == 1.0 and NaN == NaN here; True != 1
@@ -204,12 +204,13 @@ class Checkpointer:
         paths of ``allowed_differences`` and below. A corrupt checkpoint is skipped for the next
         older one (with a warning once one loads); config and structure mismatches raise at once.
         """
-        expected = None if expected_config is None else _dotted(json.loads(json.dumps(expected_config, default=_jsonable)))
-        failures: list[str] = []
+        if expected_config is not None:
+            expected_config = _dotted(json.loads(json.dumps(expected_config, default=_jsonable)))
+        failures, allowed = [], tuple(allowed_differences)
         with self._manager(create=False) as mngr:
             for step in sorted(mngr.all_steps(), reverse=True):
                 try:
-                    state, meta = self._restore_one(mngr, step, target_like, expected, tuple(allowed_differences))
+                    state, meta = self._restore_one(mngr, step, target_like, expected_config, allowed)
                 except CorruptCheckpointError as e:
                     failures.append(str(e))
                     continue
@@ -236,7 +237,7 @@ class Checkpointer:
                 raise ConfigMismatchError(f"checkpoint {path} has no 'config' in its meta to compare with")
             config = _dotted(meta["config"])
             diffs = [(k, config.get(k, "<missing>"), expected.get(k, "<missing>")) for k in {**config, **expected}]
-            diffs = [d for d in diffs if not _same(*d[1:]) and not any(d[0] == a or d[0].startswith(a + ".") for a in allowed)]
+            diffs = [d for d in diffs if not _same(*d[1:]) and not any(f"{d[0]}.".startswith(f"{a}.") for a in allowed)]
             if diffs:
                 shown = ", ".join(f"{p} (checkpoint {s!r}, expected {e!r})" for p, s, e in diffs[:3])
                 shown += f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
@@ -249,7 +250,8 @@ class Checkpointer:
             raise StructureMismatchError(f"checkpoint {path} ({len(theirs)} leaves) does not match the target "
                                          f"({len(ours)} leaves) at leaf {i}: {(theirs + ['nothing'])[i]} in the "
                                          f"checkpoint, {(ours + ['nothing'])[i]} in the target")
-        abstract = {"step": np.zeros((), np.int64)} | {str(i): np.empty(*s) for i, s in enumerate(stored) if np.prod(s[0])}
+        abstract = {str(i): np.empty(*spec) for i, spec in enumerate(stored) if np.prod(spec[0])}
+        abstract["step"] = np.zeros((), np.int64)
         try:
             with _abandoned_reads_silenced():
                 arrays = mngr.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract))).state

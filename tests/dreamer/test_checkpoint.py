@@ -4,7 +4,6 @@ corruption errors with fallback, a quiet failed restore, and the SIGINT / SIGTER
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 import os
 import signal
@@ -340,10 +339,10 @@ def test_structure_mismatch(tmp_path):
                        r"checkpoint, \['replay'\]\['priority'\] float32\(3,\) in the target"):
         ck.restore(bad_shape)
     bad_dtype = dict(target, updates=jnp.asarray(0, jnp.float32))
-    with pytest.raises(StructureMismatchError, match=r"\['updates'\] int32\(\) in the checkpoint, \['updates'\] float32"):
+    with pytest.raises(StructureMismatchError, match=r"\['updates'\] int32\(\) in the checkpoint, \['updates'\] float"):
         ck.restore(bad_dtype)
     bad_key = dict(target, key=jax.random.PRNGKey(0))
-    with pytest.raises(StructureMismatchError, match=r"\['key'\] key<fry>\(\) in the checkpoint, \['key'\] uint32\(2,\)"):
+    with pytest.raises(StructureMismatchError, match=r"\['key'\] key<fry>\(\) in the checkpoint, \['key'\] uint32\(2"):
         ck.restore(bad_key)
     extra = dict(target, zzz=jnp.zeros(2))
     with pytest.raises(StructureMismatchError, match=r"\(6 leaves\) does not match the target \(7 leaves\) at leaf 6: "
@@ -410,7 +409,7 @@ def test_orbax_alone_misses_damaged_bytes(tmp_path, damage):
     _damage(_largest_file(ck.path(1) / "state"), damage)
     with ocp.CheckpointManager(ck.directory) as mngr:
         arrays = mngr.restore(1, args=ocp.args.Composite(state=ocp.args.StandardRestore())).state
-    saved = [np.asarray(x) for x in jax.tree.leaves(make_state(1)) if not jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key)]
+    saved = [np.asarray(x) for x in jax.tree.leaves(make_state(1)) if x.dtype != make_state(1)["key"].dtype]
     restored = [np.asarray(x) for x in arrays.values()]
     assert not all(any(r.shape == s.shape and np.array_equal(r, s) for r in restored) for s in saved)
     with pytest.raises(CorruptCheckpointError, match="fails its checksum"):
