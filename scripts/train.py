@@ -62,10 +62,10 @@ def main(argv=None) -> int:
     from agents.loop import NonFiniteLossError, open_run
     from dreamer.checkpoint import CheckpointError
 
-    print(f"run directory: {run_dir}", file=sys.stderr)
     try:
         run = open_run(cfg, make_agent, agents.envs.make, run_dir, progress=not args.no_progress,
                        tensorboard=not args.no_tensorboard)
+        print(f"run directory: {run_dir}", file=sys.stderr)  # after a refused resume, the error is the only line
         if run.resumed:
             print(f"resuming from {run.counters.env_steps} env steps, {run.counters.updates} updates", file=sys.stderr)
         counters = run.run()
