@@ -12,13 +12,15 @@ of the agent's insides: the agent state is one pytree that it checkpoints as it 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
 import math
 import os
+import signal
 import time
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -229,7 +231,7 @@ class _Run:
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Counters:
-        with ckpt_lib.install_signal_handlers() as stop:
+        with install_signal_handlers() as stop:
             bar = _progress_bar(self.cfg.loop.env_steps, self.progress)
             bar.update(self.counters.env_steps)
             self.collect(bar, stop)
@@ -397,6 +399,38 @@ def train(cfg: Config, make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str,
     """Trains ``make_agent(cfg, spec)`` on ``make_envs(cfg.env, mode, seed)`` into ``run_dir``
     (resuming it if it holds a checkpoint); returns the final counters."""
     return open_run(cfg, make_agent, make_envs, run_dir, progress=progress, tensorboard=tensorboard).run()
+
+
+class ShutdownFlag:
+    """Yielded by :func:`install_signal_handlers`: true once SIGINT / SIGTERM arrived (``signum``)."""
+
+    signum: int | None = None
+
+    def __bool__(self) -> bool:
+        return self.signum is not None
+
+
+@contextlib.contextmanager
+def install_signal_handlers() -> Iterator[ShutdownFlag]:
+    """Within the block, the first SIGINT / SIGTERM sets the yielded flag instead of stopping the
+    process, so the loop can checkpoint and exit; it also puts the previous handlers back, so a
+    second signal acts as usual (a second Ctrl-C raises ``KeyboardInterrupt``). Main thread only."""
+    flag, previous = ShutdownFlag(), {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    def put_back(*_: Any) -> None:
+        for sig, old in previous.items():
+            signal.signal(sig, old if old is not None else signal.SIG_DFL)
+
+    def handler(signum: int, frame: Any) -> None:
+        flag.signum = signum
+        put_back()
+
+    try:
+        for sig in previous:
+            signal.signal(sig, handler)
+        yield flag
+    finally:
+        put_back()
 
 
 def _progress_bar(total: int, enabled: bool):

@@ -1,19 +1,16 @@
 """Checkpoints: everything a run needs to resume, saved atomically, restored bit for bit.
 
-``<run_dir>/checkpoints/<step>/`` is a step of an orbax-checkpoint ``CheckpointManager``: item
-``state`` holds the array leaves of the state pytree (params, optimizer state, replay, PRNG keys;
-tensorstore + OCDBT, so a large replay streams to disk), item ``meta`` the JSON ``meta`` (resolved
-config, counters, commit) and each leaf's key path, shape, dtype and CRC-32. Orbax writes a step
-into ``<step>.orbax-checkpoint-tmp`` and renames it into place when done (a kill -9 at any point
-leaves the earlier steps intact), lists finalized steps only, clears a killed save's leftovers
-and keeps the newest ``keep``. One writer per run directory.
+``<run_dir>/checkpoints/<step>/`` is a step of an orbax ``CheckpointManager``: item ``state``
+holds the state pytree's array leaves (tensorstore + OCDBT: a large replay streams to disk),
+item ``meta`` the JSON ``meta`` (config, counters, commit) and each leaf's path, shape, dtype
+and CRC-32. Orbax writes a step aside and renames it into place (a kill -9 leaves the earlier
+steps intact), lists finalized steps only, clears a killed save's leftovers and keeps ``keep``.
 
-Done here, as orbax does not: restoring into the structure, shapes and dtypes of ``target_like``
-(jax arrays on the target's sharding, writable NumPy arrays, scalars, typed PRNG keys; a mismatch
-is refused where orbax would cast); the config check; a CRC-32 per leaf (orbax restores flipped
-bytes of a chunk without a word, tests/dreamer/test_checkpoint.py shows it); falling back from a
-checkpoint that fails to load to the next older one; one timeline per run directory (saving step
-``s`` drops later steps; re-saving a step writes the new copy aside, then swaps it in).
+Done here, as orbax does not: restoring into ``target_like``'s structure, shapes and dtypes
+(a mismatch is refused where orbax would cast); the config check; a CRC-32 per leaf (orbax
+restores flipped bytes without a word, tests/dreamer/test_checkpoint.py shows it); falling
+back from a checkpoint that fails to load to the next older one; one timeline per run
+directory (saving step ``s`` drops later steps; re-saving a step swaps a new copy in).
 """
 
 from __future__ import annotations
@@ -24,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import signal
 import sys
 import warnings
 import zlib
@@ -35,29 +31,23 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 
+from dreamer.config import config_differences
+
 log = logging.getLogger(__name__)
 FORMAT = "dreamer-checkpoint/2"
 _DELETED, _PENDING = ".deleted", ".pending"  # old steps on their way out; a re-saved step's new copy
 
 
 class CheckpointError(ValueError):
-    """A checkpoint could not be saved or restored; the message is one line."""
+    """A checkpoint could not be saved or restored; the message is one line. Subclasses: no
+    complete checkpoint, another config wrote it, its leaves do not match the target (paths,
+    shapes or dtypes), its files are unreadable or fail their checksums."""
 
 
-class NoCheckpointError(CheckpointError):
-    """No complete checkpoint exists."""
-
-
-class ConfigMismatchError(CheckpointError):
-    """The checkpoint was written by a different config."""
-
-
-class StructureMismatchError(CheckpointError):
-    """The checkpoint's leaves do not match ``target_like`` (paths, shapes or dtypes)."""
-
-
-class CorruptCheckpointError(CheckpointError):
-    """A checkpoint's files are unreadable or fail their checksums."""
+NoCheckpointError = type("NoCheckpointError", (CheckpointError,), {})
+ConfigMismatchError = type("ConfigMismatchError", (CheckpointError,), {})
+StructureMismatchError = type("StructureMismatchError", (CheckpointError,), {})
+CorruptCheckpointError = type("CorruptCheckpointError", (CheckpointError,), {})
 
 
 def _is_key(x: Any) -> bool:
@@ -95,16 +85,6 @@ def _jsonable(x: Any) -> Any:
     return x.item() if isinstance(x, np.generic) else json.JSONEncoder().default(x)  # the latter raises
 
 
-def _dotted(cfg: Any, prefix: str = "") -> dict[str, Any]:
-    if not isinstance(cfg, Mapping):
-        return {prefix or "<root>": cfg}
-    return {k: v for key, sub in cfg.items() for k, v in _dotted(sub, f"{prefix}.{key}".lstrip(".")).items()}
-
-
-def _same(a: Any, b: Any) -> bool:  # 1 == 1.0 and NaN == NaN here; True != 1
-    return (a == b or a != a and b != b) and (type(a) is type(b) or {type(a), type(b)} <= {int, float})
-
-
 def _orbax_noise(exc: BaseException | None) -> bool:
     tb = getattr(exc, "__traceback__", None)
     while tb is not None and f"{os.sep}orbax{os.sep}" not in tb.tb_frame.f_code.co_filename:
@@ -117,8 +97,7 @@ def _abandoned_reads_silenced() -> Iterator[None]:
     """orbax gathers a restore's reads in one event loop and closes it when one read fails; the
     reads still in flight then print "Event loop is closed", "exception was never retrieved" or
     "never awaited" reports, tens to hundreds, right away or at exit. Closing the manager cannot
-    stop them. The checkpoint is reported corrupt anyway, so those reports (only they) are
-    dropped during the read and, after a failed one, for good."""
+    stop them. The checkpoint is reported corrupt anyway: those reports (only they) are dropped."""
     previous, asyncio_log = sys.unraisablehook, logging.getLogger("asyncio")
     sys.unraisablehook = lambda u: None if _orbax_noise(u.exc_value) else previous(u)
     asyncio_log.addFilter(drop := lambda r: not (r.exc_info and _orbax_noise(r.exc_info[1])))
@@ -180,8 +159,7 @@ class Checkpointer:
         record = {"format": FORMAT, "step": step, "leaves": leaves, "meta": meta}
         args = ocp.args.Composite(state=ocp.args.StandardSave(arrays), meta=ocp.args.JsonSave(record))
         with self._manager(cleanup_tmp_directories=True) as mngr:
-            for leftover in (_DELETED, _PENDING):
-                shutil.rmtree(self.directory / leftover, ignore_errors=True)
+            self._clear_leftovers()
             if later := [s for s in mngr.all_steps() if s > step]:
                 log.warning("saving checkpoint %d: removing checkpoints %s of an abandoned timeline", step, later)
             for s in later:
@@ -193,9 +171,12 @@ class Checkpointer:
                     pending.save(step, args=args)
                 os.replace(self.path(step), self.directory / _PENDING / "old")
                 os.replace(self.directory / _PENDING / str(step), self.path(step))
+        self._clear_leftovers()
+        return self.path(step)
+
+    def _clear_leftovers(self) -> None:
         for leftover in (_DELETED, _PENDING):
             shutil.rmtree(self.directory / leftover, ignore_errors=True)
-        return self.path(step)
 
     def restore(self, target_like: Any, *, expected_config: Any = None, allowed_differences: Sequence[str] = ()):
         """``(state, meta)`` of the newest checkpoint that loads, shaped like ``target_like``.
@@ -205,7 +186,7 @@ class Checkpointer:
         older one (with a warning once one loads); config and structure mismatches raise at once.
         """
         if expected_config is not None:
-            expected_config = _dotted(json.loads(json.dumps(expected_config, default=_jsonable)))
+            expected_config = json.loads(json.dumps(expected_config, default=_jsonable))
         failures, allowed = [], tuple(allowed_differences)
         with self._manager(create=False) as mngr:
             for step in sorted(mngr.all_steps(), reverse=True):
@@ -235,10 +216,7 @@ class Checkpointer:
         if expected is not None:
             if "config" not in meta:
                 raise ConfigMismatchError(f"checkpoint {path} has no 'config' in its meta to compare with")
-            config = _dotted(meta["config"])
-            diffs = [(k, config.get(k, "<missing>"), expected.get(k, "<missing>")) for k in {**config, **expected}]
-            diffs = [d for d in diffs if not _same(*d[1:]) and not any(f"{d[0]}.".startswith(f"{a}.") for a in allowed)]
-            if diffs:
+            if diffs := config_differences(meta["config"], expected, allowed):
                 shown = ", ".join(f"{p} (checkpoint {s!r}, expected {e!r})" for p, s, e in diffs[:3])
                 shown += f" and {len(diffs) - 3} more" if len(diffs) > 3 else ""
                 raise ConfigMismatchError(f"checkpoint {path} was written by a different config: {shown}")
@@ -264,35 +242,3 @@ class Checkpointer:
                 raise CorruptCheckpointError(f"corrupt checkpoint {path}: leaf {leaf['path']} fails its checksum")
             out.append(_to_target_kind(data, target, leaf["key_impl"]))
         return jax.tree_util.tree_unflatten(treedef, out), meta
-
-
-class ShutdownFlag:
-    """Yielded by :func:`install_signal_handlers`: true once SIGINT / SIGTERM arrived (``signum``)."""
-
-    signum: int | None = None
-
-    def __bool__(self) -> bool:
-        return self.signum is not None
-
-
-@contextlib.contextmanager
-def install_signal_handlers() -> Iterator[ShutdownFlag]:
-    """Within the block, the first SIGINT / SIGTERM sets the yielded flag instead of stopping the
-    process, so the loop can checkpoint and exit; it also puts the previous handlers back, so a
-    second signal acts as usual (a second Ctrl-C raises ``KeyboardInterrupt``). Main thread only."""
-    flag, previous = ShutdownFlag(), {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def put_back(*_: Any) -> None:
-        for sig, old in previous.items():
-            signal.signal(sig, old if old is not None else signal.SIG_DFL)
-
-    def handler(signum: int, frame: Any) -> None:
-        flag.signum = signum
-        put_back()
-
-    try:
-        for sig in previous:
-            signal.signal(sig, handler)
-        yield flag
-    finally:
-        put_back()

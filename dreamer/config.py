@@ -283,6 +283,24 @@ def from_dict(data: dict) -> Config:
     return build(Config, data)
 
 
+def _dotted(cfg: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(cfg, dict):
+        return {prefix or "<root>": cfg}
+    return {k: v for key, sub in cfg.items() for k, v in _dotted(sub, f"{prefix}.{key}".lstrip(".")).items()}
+
+
+def _same(a: Any, b: Any) -> bool:  # 1 == 1.0 and NaN == NaN here; True != 1
+    return (a == b or a != a and b != b) and (type(a) is type(b) or {type(a), type(b)} <= {int, float})
+
+
+def config_differences(saved: dict, expected: dict, allowed: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
+    """``(dotted field, saved value, expected value)`` where two :func:`to_dict` configs differ,
+    leaving out the dotted paths in ``allowed`` and below them."""
+    saved, expected = _dotted(saved), _dotted(expected)
+    diffs = [(k, saved.get(k, "<missing>"), expected.get(k, "<missing>")) for k in {**saved, **expected}]
+    return sorted(d for d in diffs if not _same(*d[1:]) and not any(f"{d[0]}.".startswith(f"{a}.") for a in allowed))
+
+
 def _tuplify(value):
     if isinstance(value, list):
         return tuple(_tuplify(v) for v in value)

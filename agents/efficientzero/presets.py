@@ -36,7 +36,7 @@ def cartpole() -> Config:
             reward_support=(-5.0, 5.0, 21),
         ),
         planner=PlannerConfig(search="gumbel", num_simulations=8, discount=0.99, max_num_considered_actions=2,
-                              rescale_values=False),
+                              qtransform="completed_mix", rescale_values=False),
         replay=ReplayConfig(capacity=20_000, batch_size=256, min_size=256, beta_anneal_updates=5_000),
         learner=LearnerConfig(
             optimizer="adamw",
@@ -48,6 +48,8 @@ def cartpole() -> Config:
             td_age_step=100_000,
             target_update_interval=50,
             reanalyze_fraction=1.0,
+            reanalyze_with="online",
+            scale_loss_by_unroll=False,
             updates_per_call=4,
         ),
         loop=LoopConfig(

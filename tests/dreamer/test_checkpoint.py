@@ -27,8 +27,8 @@ from dreamer.checkpoint import (
     CorruptCheckpointError,
     NoCheckpointError,
     StructureMismatchError,
-    install_signal_handlers,
 )
+from agents.loop import install_signal_handlers
 from dreamer.config import Config, LoopConfig, to_dict
 
 
@@ -268,10 +268,11 @@ def test_sigterm_lets_the_loop_checkpoint_and_exit(tmp_path):
     child = STATE_SRC + textwrap.dedent("""
         import sys, time
         from pathlib import Path
+        from agents.loop import install_signal_handlers
         from dreamer import checkpoint as C
         run = Path(sys.argv[1])
         ck = C.Checkpointer(run)
-        with C.install_signal_handlers() as stop:
+        with install_signal_handlers() as stop:
             step = 0
             (run / "ready").write_text("x")
             while not stop:
