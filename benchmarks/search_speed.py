@@ -1,6 +1,6 @@
 """Search speed of :func:`dreamer.plan`: searches/s and simulations/s.
 
-Two models, both :class:`dreamer.networks.LearnedModel` with fresh parameters:
+Two models, both :class:`dreamer.networks.EfficientZeroModel` with fresh parameters:
 
 * ``mlp``: ``NetworkConfig()`` defaults, observations ``(4,)``, 2 actions (CartPole size);
 * ``conv``: EfficientZero's Atari network: 64 channels, 16 reduced channels, LSTM 512,
@@ -37,7 +37,6 @@ machine, versions and git commit, and prints a table.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import time
@@ -47,10 +46,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import RESULTS, compile_timed, git_commit, machine, time_calls, write_result
+from benchmarks.harness import RESULTS, Parser, compile_timed, machine, randomize_heads, time_calls, write_result
 from dreamer import PlannerConfig, plan
 from dreamer.config import NetworkConfig
-from dreamer.networks import LearnedModel
+from dreamer.networks import EfficientZeroModel
 
 SEARCHES = {"puct": 50, "gumbel": 16}  # simulations: EfficientZero / EfficientZero V2
 BATCHES = (1, 8, 64, 256, 1536)
@@ -86,9 +85,8 @@ MODELS = {
 
 
 def build(spec: ModelSpec, seed: int = 0):
-    dtype = jnp.dtype(spec.observation_dtype)
-    model = LearnedModel(spec.network, spec.observation_shape, spec.num_actions, observation_dtype=dtype)
-    return model, model.init(jax.random.PRNGKey(seed))
+    model = EfficientZeroModel(spec.network, spec.observation_shape, spec.num_actions, jnp.dtype(spec.observation_dtype))
+    return model, jax.jit(model.init)(jax.random.PRNGKey(seed))
 
 
 def observations(spec: ModelSpec, batch: int, seed: int = 0) -> jnp.ndarray:
@@ -97,20 +95,6 @@ def observations(spec: ModelSpec, batch: int, seed: int = 0) -> jnp.ndarray:
     if spec.observation_dtype == "uint8":
         return jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
     return jnp.asarray(rng.normal(size=shape).astype(spec.observation_dtype))
-
-
-def randomize_heads(params, key: jnp.ndarray, scale: float):
-    """Re-draws every all-zero weight matrix (the zero-initialised last layers of the
-    value, reward and policy heads) as ``scale * N(0, 1 / fan_in)``: an untrained
-    network whose outputs are noise rather than exactly zero."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    out = []
-    for k, leaf in zip(keys, leaves):
-        if leaf.ndim >= 2 and not np.any(np.asarray(leaf)):
-            leaf = scale * jax.random.normal(k, leaf.shape, leaf.dtype) / np.sqrt(leaf.shape[-2])
-        out.append(leaf)
-    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def tree_depths(parents: np.ndarray) -> np.ndarray:
@@ -230,22 +214,20 @@ HEADER = (
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Search speed of dreamer.plan (pUCT and Gumbel).")
+    parser = Parser(prog="search_speed.py", description="Search speed of dreamer.plan (pUCT and Gumbel).")
     parser.add_argument("--quick", action="store_true", help="fewer batch sizes and repetitions (~2 min on a 2-core CPU)")
     parser.add_argument("--full", action="store_true", help="every batch size for every model, however slow (for a GPU)")
     parser.add_argument("--max-call-s", type=float, default=MAX_CALL_S, help="without --full, skip batches predicted slower than this per call")
     parser.add_argument("--batches", type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help="e.g. 1,8,64")
     parser.add_argument("--models", type=lambda s: tuple(s.split(",")), default=None, help="mlp,conv")
     parser.add_argument("--no-deep-chain", action="store_true", help="skip the deep-chain / max_depth section")
-    parser.add_argument(
-        "--deep-models", type=lambda s: tuple(s.split(",")), default=None,
-        help="models for the deep-chain section (default mlp,conv; mlp with --quick)",
-    )  # fmt: skip
+    parser.add_argument("--deep-models", type=lambda s: tuple(s.split(",")), default=None,
+                        help="models for the deep-chain section (default mlp,conv; mlp with --quick)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/search_speed_<backend>.json)")
     args = parser.parse_args(argv)
 
     models = args.models or tuple(MODELS)
-    for m in models:
+    for m in (*models, *(args.deep_models or ())):
         if m not in MODELS:
             parser.error(f"unknown model {m!r}; expected some of {tuple(MODELS)}")
     batches = args.batches or ((1, 8, 64) if args.quick else BATCHES)
@@ -255,9 +237,8 @@ def main(argv=None):
     deep = {"batch": {m: deep_batch[m] for m in deep_models}, "sims": (50, 200), "depths": (None, 10, 5)}
     out_path = args.out or RESULTS / f"search_speed_{jax.default_backend()}.json"
 
-    started = time.perf_counter()
-    info, commit = machine(), git_commit()
-    print(f"jax {info['jax']} on {info['devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}, commit {commit}")
+    started, info = time.perf_counter(), machine()
+    print(f"jax {info['jax']} on {info['devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}")
     print("\n== throughput (fresh parameters; ms / call = median wall time of one batched search) ==")
     print(HEADER)
     rows, skipped = throughput(models, batches, max_call_s=None if args.full else args.max_call_s, reps=reps, log=print)
@@ -270,7 +251,6 @@ def main(argv=None):
 
     result = {
         "benchmark": "search_speed",
-        "commit": commit,
         "machine": info,
         "settings": {
             "mode": "quick" if args.quick else ("full" if args.full else "default"),
@@ -290,7 +270,6 @@ def main(argv=None):
     }
     print()
     write_result(out_path, result)
-    print(f"total {result['total_s']:.0f} s")
 
 
 if __name__ == "__main__":
