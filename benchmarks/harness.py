@@ -253,16 +253,12 @@ def randomize_heads(params, key: jnp.ndarray, scale: float = 1.0):
 
 def fill_replay(observe: Callable, state, spec, num_envs: int, vector_steps: int, envs=None, seed: int = 0):
     """Writes ``vector_steps`` vector steps into an agent's replay with its jitted
-    ``observe(state, Transition) -> state`` (donated, so the returned state is kept).
-
-    With ``envs`` the frames, rewards and ends are the envs' own, stepped with uniformly
-    random actions (each step timed with the ``observation`` the loop reads after it);
-    without, they are random (uniform frames, rewards in {-1, 0, 1}, 0.5% terminals).
-    The search policies and values stored are random. Arguments have the loop's kinds
-    (numpy env data, device act outputs), so ``observe`` compiles once for both.
-
-    Returns ``(state, {"env_s": [...], "observe_s": [...]})``: wall times per vector step.
-    """
+    ``observe(state, Transition) -> state`` (donated: the returned state is kept). Frames,
+    rewards and ends are ``envs``' own, stepped with random actions (each step timed with
+    the ``observation`` the loop reads after it), or random without ``envs``; search
+    policies and values are random. Arguments have the loop's kinds (numpy env data, device
+    act outputs), so ``observe`` compiles once for both. Returns ``(state, {"env_s": [...],
+    "observe_s": [...]})``, wall times per vector step."""
     rng = np.random.default_rng(seed)
     n, a = num_envs, spec.num_actions
 

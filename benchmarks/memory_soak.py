@@ -1,45 +1,23 @@
 #!/usr/bin/env python3
 """Memory soak: resident memory of a training run that goes well past replay capacity.
 
-Runs ``scripts/train.py`` once per preset in a fresh process, with the replay capacity
-shrunk so the run covers several times the capacity in a few minutes, and with periodic
-evaluation, checkpointing, metric logging and TensorBoard on (as in a real run). Every
-``--interval`` seconds it samples
+Runs ``scripts/train.py`` once per preset in a fresh process, the replay capacity shrunk so
+the run covers several times the capacity in a few minutes, with periodic evaluation,
+checkpointing, metric logging and TensorBoard on (as in a real run). Every ``--interval``
+seconds it samples the RSS of the process and its descendants (``/proc/<pid>/status``), the
+run's env steps (the last ``metrics.jsonl`` record) and the checkpoints committed; with
+``JAX_LOG_COMPILES=1`` (default) the compile lines are timestamped as they arrive.
 
-* the RSS of the training process (``VmRSS`` of ``/proc/<pid>/status``) plus that of its
-  descendants if any (listed via ``/proc/<pid>/task/*/children``), and its thread count;
-* the run's current env steps (the last record of ``metrics.jsonl``; ``--loop.log_every_s``
-  is set short so this lags by under a second);
-* the checkpoints committed so far and whether an evaluation has been logged.
-
-With ``JAX_LOG_COMPILES=1`` (default; ``--no-log-compiles`` turns it off) the stderr lines
-that report a compile are timestamped as they arrive, so compiles after warm-up show up.
-
-Buffer full: ``replay.capacity`` counts transitions over all envs; each env owns a ring of
-``capacity // num_envs`` steps and every vector step writes one step per env, so the buffer
-is full once ``env_steps >= (capacity // num_envs) * num_envs``.
-
-Baseline: the first sample at which (1) the buffer is full, (2) an evaluation logged at
-``env_steps >= full`` has finished and (3) a checkpoint of a step ``>= full`` has been
-committed, so one-time work (first compiles of the eval and checkpoint code, orbax set-up,
-the buffer's pages being touched) comes before it. RSS saw-tooths by a few percent within
-seconds (each train call's temporaries), so the values compared are peaks over a window of
-``--window-s`` (15 s): baseline = the peak over the window starting at that sample; final =
-the peak over the last window of the training loop (before the end-of-run evaluation,
-checkpoint and writer teardown, which frees memory and would flatter the result).
-growth = (final - baseline) / baseline.
-
-glibc keeps the heap used while XLA compiles (hundreds of MiB) and hands it back at some
-later, unpredictable moment, seen as a sudden drop in RSS. A drop after the baseline makes
-growth strongly negative and could hide a leak before it, so the run must also pass a
-second check: steady growth, the same comparison started at the window after the last such
-release (RSS falling by > 100 MiB within 2 s) after the baseline. PASS if both are < 5%.
-The JSON also gives the peak of each quarter of the loop after the baseline, the max after
-the baseline and a least-squares slope of RSS against env steps.
+The buffer is full at ``env_steps >= (capacity // num_envs) * num_envs``. The baseline is
+the peak RSS over ``--window-s`` from the first sample at which the buffer is full and a
+post-full evaluation and checkpoint are done; final is the peak over the last window of the
+training loop; growth = (final - baseline) / baseline. glibc hands the compile heap back at
+an unpredictable moment (a drop of > 100 MiB within 2 s), so *steady growth* repeats the
+comparison from the last such release after the baseline. PASS if both are < 5%. The
+definitions and why they are what they are: ``benchmarks/README.md``, "Memory soak".
 
     python benchmarks/memory_soak.py                          # both presets: ~6 min on an idle 2-core CPU, ~16 loaded
-    python benchmarks/memory_soak.py --presets cartpole
-    python benchmarks/memory_soak.py --scale 3                # 3x the default run lengths
+    python benchmarks/memory_soak.py --presets cartpole --scale 3
 
 Writes ``benchmarks/results/memory_soak_<tag>.json`` and ``memory_soak_<preset>.png``.
 """
@@ -188,17 +166,11 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
             kid_rss = sum(_status(k).get("VmRSS", 0) for k in kids)
             _last_env_steps(metrics_path, metrics_state)
             samples.append({
-                "t": round(time.time() - start, 3),
-                "env_steps": metrics_state["env_steps"],
-                "rss_kb": st["VmRSS"] + kid_rss,
-                "rss_main_kb": st["VmRSS"],
-                "rss_anon_kb": st.get("RssAnon", 0),
-                "rss_file_kb": st.get("RssFile", 0),
-                "rss_children_kb": kid_rss,
-                "children": len(kids),
-                "threads": st.get("Threads", 0),
+                "t": round(time.time() - start, 3), "env_steps": metrics_state["env_steps"],
+                "rss_kb": st["VmRSS"] + kid_rss, "rss_main_kb": st["VmRSS"], "rss_anon_kb": st.get("RssAnon", 0),
+                "rss_file_kb": st.get("RssFile", 0), "rss_children_kb": kid_rss, "children": len(kids),
+                "threads": st.get("Threads", 0), "checkpoints": _checkpoints(run_dir),
                 "post_full_eval": any(e >= full_at for e in metrics_state.get("evals", [])),
-                "checkpoints": _checkpoints(run_dir),
             })
         time.sleep(interval)
     thread.join(timeout=10)
@@ -214,17 +186,11 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
     row = analyse(samples, lines, full_at, spec["steps"], window_s)
     prefix = "JAX_LOG_COMPILES=1 " if log_compiles else ""
     return {
-        "preset": preset,
-        "command": prefix + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
-        "replay_capacity": spec["capacity"],
-        "num_envs": spec["num_envs"],
-        "env_steps": summary["env_steps"],
-        "capacity_multiple": round(summary["env_steps"] / full_at, 2),
-        "updates": summary["updates"],
-        "evaluations": summary["evaluations"],
-        "eval_env_steps": metrics_state.get("evals", []),
-        "process_wall_clock_s": round(wall, 1),
-        **row,
+        "preset": preset, "command": prefix + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
+        "replay_capacity": spec["capacity"], "num_envs": spec["num_envs"], "env_steps": summary["env_steps"],
+        "capacity_multiple": round(summary["env_steps"] / full_at, 2), "updates": summary["updates"],
+        "evaluations": summary["evaluations"], "eval_env_steps": metrics_state.get("evals", []),
+        "process_wall_clock_s": round(wall, 1), **row,
     }
 
 
@@ -410,19 +376,7 @@ def main(argv=None) -> int:
                      f"steady_growth_pct = (final - steady) / steady < {GROWTH_LIMIT_PCT}%",
         "rss": "VmRSS of the train.py process from /proc/<pid>/status plus the VmRSS of its descendants, "
                f"sampled every {args.interval} s",
-        "baseline_definition": "baseline_sample: the first sample with env_steps >= buffer full "
-                               "(capacity // num_envs * num_envs) taken after an evaluation logged at env_steps >= "
-                               "buffer full had finished and a checkpoint of a step >= buffer full had been committed; "
-                               f"baseline: the peak RSS over the {args.window_s:g} s starting at baseline_sample",
-        "final_definition": f"the peak RSS over the last {args.window_s:g} s of the training loop (samples before the "
-                            "last vector step is logged, so before the end-of-run evaluation, checkpoint and writer "
-                            "teardown); last_sample is the last sample while the process was alive",
-        "other_fields": "max_after_baseline: highest sample from baseline_sample to process exit; single_sample_growth_pct: "
-                        "last_sample vs baseline_sample; quarter_peaks_mib: peak RSS in each quarter of the loop after "
-                        "the baseline; slope: least squares of RSS on env steps over the loop after the baseline; "
-                        "releases: RSS falling by > 100 MiB within 2 s; steady: the peak over the window starting where the last "
-                        "release after baseline_sample ended (baseline_sample itself if none), so a one-time "
-                        "release of allocator-held memory cannot hide growth that comes before it",
+        "definitions": "benchmarks/memory_soak.py's docstring and benchmarks/README.md, 'Memory soak'",
         "env_steps_source": "last record of metrics.jsonl (--loop.log_every_s 0.5)",
         "tensorboard": not args.no_tensorboard,
         "log_compiles": not args.no_log_compiles,

@@ -1,47 +1,29 @@
 """Where the time (and the FLOPs) of one training update go, stage by stage.
 
-For each preset (``atari100k``: pUCT, 50 simulations; ``atari100k-gumbel``: Gumbel, 16)
-one update of :class:`dreamer.learner.Learner` is cut into its stages, each the
-learner's own method jitted alone with the real shapes:
+For each preset (``atari100k``: pUCT 50 simulations; ``atari100k-gumbel``: Gumbel 16) one
+:class:`dreamer.learner.Learner` update is cut into its stages, each the learner's own
+method jitted alone with the real shapes: (1) ``sample``, (2) ``targets`` +
+``observations`` (n-step targets, frame stacks), (3) ``bootstrap`` (target-param values),
+(4) ``reanalyse`` (the preset's search), (5) ``assemble``, (6) loss + gradient (with
+augmentation) and (7) optimiser + target refresh + priorities; and the whole
+``Learner.update``. Stages 6 and 7 have no method of their own: they are written here as
+``Learner.update`` writes them, from the library's ``loss_fn``, ``augment``,
+``make_optimizer`` and ``update_priorities``.
 
-1. **sample**: ``Learner.sample`` (priorities, stratified draws, window gathers);
-2. **targets**: ``Learner.targets`` (n-step indices, masks, reward sums) and
-   ``Learner.observations`` (frame stacks at the unroll and bootstrap positions);
-3. **bootstrap**: ``Learner.bootstrap``, target-param values at the bootstrap positions;
-4. **reanalyse**: ``Learner.reanalyse``, the preset's search from the unroll positions
-   of the first ``reanalyze_fraction`` of the batch, root noise on;
-5. **assemble**: ``Learner.assemble``, value targets and the loss's inputs;
-6. **loss_grad**: augmentation (if the preset has it) and ``losses.loss_fn`` under
-   ``jax.value_and_grad``;
-7. **apply**: optax update, target refresh and ``replay.update_priorities``;
+**FLOPs**: XLA's cost analysis (``jax.jit(f).lower(*shapes).compile().cost_analysis()``)
+needs shapes only, so the full-size presets are analysed on a CPU. XLA counts a loop body
+once, so the loss's ``lax.scan`` is fully unrolled at trace time, and mctx's simulation
+loop is lowered with ``unroll=1`` and ``2``: ``total = f(1) + (S - 1)(f(2) - f(1))``; the
+whole update gets the reanalysis's per-simulation cost the same way. **Full run**: FLOPs
+per update x ``replay_ratio * (100k - min_size) + extra_updates`` updates (as the loop
+counts them) plus acting, and floors at an H100's 989 TFLOP/s (dense bf16) and ~60 TFLOP/s
+(fp32): floors, not measurements.
 
-and the whole ``Learner.update`` for comparison. Stages 6 and 7 have no method of their
-own: they are written here as ``Learner.update`` writes them, from the library's
-``loss_fn``, ``augment``, ``make_optimizer`` and ``update_priorities``.
-
-**FLOPs** come from XLA's cost analysis of the compiled programs
-(``jax.jit(f).lower(*shapes).compile().cost_analysis()``): compiling needs shapes only,
-so the *full-size* presets are analysed on a CPU without running anything. XLA counts the
-body of a loop once, whatever its trip count, so loops are handled here:
-
-* the loss's ``lax.scan`` over the ``K`` unroll steps is fully unrolled while lowering
-  (``jax.lax.scan`` is wrapped with ``unroll=True`` at trace time);
-* mctx's simulation loop (``loop_fn``) is lowered with ``unroll=1`` and ``unroll=2``: the
-  difference is one simulation's cost, and ``total = f(1) + (S - 1) * (f(2) - f(1))``.
-  The tree walks inside a simulation (data-dependent ``while_loop``s, no network) are
-  counted once per simulation: negligible FLOPs, but their bytes are undercounted. The
-  whole update gets the reanalysis's per-simulation cost the same way.
-
-The programs that are *timed* are the library's, unpatched: after a warm-up (compile)
-call of each, rounds in which every program is called once (round-robin, so load from
-other jobs falls on all alike); the median per program, each call ending in
-``block_until_ready``. The replay holds ``min_size`` random transitions (written by the
-agent's ``observe``) and the heads are re-drawn at random, so the search sees noisy values.
-
-**Full run**: FLOPs per update x ``replay_ratio * (100k - min_size) + extra_updates``
-updates (as the loop counts them; 118k for both presets) plus acting, and that divided by
-an H100's 989 TFLOP/s (dense bf16) and ~60 TFLOP/s (fp32 without tensor cores): floors,
-not measurements.
+**Times**: the library's programs, unpatched, on a replay holding ``min_size`` random
+transitions (written by the agent's ``observe``), heads re-drawn at random; after a warm-up
+call each, round-robin rounds (load from other jobs falls on all alike), median per stage,
+every call ending in ``block_until_ready``. Details: ``benchmarks/README.md``, "Profile of
+the update".
 
     python benchmarks/profile_update.py --scale            # full-size FLOPs + CPU timing at --scale, both presets
     python benchmarks/profile_update.py --scale --no-full  # only the scaled analysis and timing
@@ -70,8 +52,7 @@ import optax
 
 import agents.envs
 from agents.efficientzero import make_agent, make_model
-from agents.efficientzero.presets import PRESETS as ALL_PRESETS
-from agents.efficientzero.presets import get_preset
+from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
 from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, markdown_table,
                                 randomize_heads, scale_overrides, time_stats, write_result)
 from dreamer import replay as replay_lib

@@ -1,38 +1,25 @@
 """Search speed of :func:`dreamer.plan`: searches/s and simulations/s.
 
-Two models, both :class:`dreamer.networks.EfficientZeroModel` with fresh parameters:
+Two :class:`dreamer.networks.EfficientZeroModel` with fresh parameters: ``mlp``
+(``NetworkConfig()`` defaults, observations ``(4,)``, 2 actions) and ``conv``
+(EfficientZero's Atari network, observations ``(96, 96, 12)`` uint8, 18 actions). pUCT
+runs 50 simulations (EfficientZero), Gumbel 16 (EfficientZero V2), at batch sizes 1, 8, 64,
+256 and 1536; compile time (``lower().compile()``) is reported apart from the steady state
+(median of several calls after a warm-up call, each ``block_until_ready``).
 
-* ``mlp``: ``NetworkConfig()`` defaults, observations ``(4,)``, 2 actions (CartPole size);
-* ``conv``: EfficientZero's Atari network: 64 channels, 16 reduced channels, LSTM 512,
-  601-bin value and value-prefix supports, observations ``(96, 96, 12)`` uint8,
-  18 actions, a ``6 x 6 x 64`` latent.
-
-pUCT runs 50 simulations (EfficientZero), Gumbel 16 (EfficientZero V2), at batch sizes
-1, 8, 64, 256 and 1536. Compile time (``lower().compile()``) is reported apart from the
-steady state (median of several calls after a warm-up call, each ``block_until_ready``).
-
-The deep-chain section measures what happens to pUCT when the network's values are
-noisy, as an untrained network's are: min-max normalised Q-values then dominate the
-exploration term, the search keeps descending one path and the tree becomes a chain
-whose depth approaches the number of simulations. Every simulation walks the whole
-chain down and back up, so the cost grows with simulations x depth. It reports the
-deepest node reached and the time per search for ``max_depth=None`` (unbounded) vs 10
-and 5, at 50 and 200 simulations (and Gumbel for comparison), for three parameter sets
-of each model: the fresh init (zero-initialised value / reward / policy heads, so every
-value is 0) and the heads re-drawn at random with a small (x1) and a large (x10) scale.
-
-Usage::
+The deep-chain section measures pUCT under noisy values, as an untrained network's are:
+the search keeps descending one path and each simulation walks the whole chain. It reports
+the deepest node and the time per search for ``max_depth`` None, 10 and 5 at 50 and 200
+simulations (Gumbel for comparison), for the fresh init (zero heads: every value 0) and the
+heads re-drawn at random at scale x1 and x10. Results: ``benchmarks/README.md``.
 
     python benchmarks/search_speed.py            # default: ~5 minutes on a 2-core CPU
     python benchmarks/search_speed.py --quick    # ~2 minutes on a 2-core CPU
     python benchmarks/search_speed.py --full     # everything, however slow (for a GPU)
 
 Without ``--full`` a batch size is skipped (and listed in the JSON) when its time per
-call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s``
-(30 s), so that a slow machine still finishes in minutes.
-
-Writes JSON (default ``benchmarks/results/search_speed_<backend>.json``) with the
-machine, versions and git commit, and prints a table.
+call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s`` (30 s).
+Writes ``benchmarks/results/search_speed_<backend>.json`` and prints a table.
 """
 
 from __future__ import annotations
@@ -67,16 +54,9 @@ class ModelSpec:
 
 MODELS = {
     "mlp": ModelSpec("mlp", NetworkConfig(), (4,), "float32", 2),
-    "conv": ModelSpec(
-        "conv",
-        NetworkConfig(
-            kind="conv", channels=64, reduced_channels=16, lstm_hidden=512,
-            value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601),
-        ),  # fmt: skip
-        (96, 96, 12),
-        "uint8",
-        18,
-    ),
+    "conv": ModelSpec("conv", NetworkConfig(kind="conv", channels=64, reduced_channels=16, lstm_hidden=512,
+                                            value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601)),
+                      (96, 96, 12), "uint8", 18),
 }
 
 
@@ -249,27 +229,17 @@ def main(argv=None):
             print(f"\n== deep chains: pUCT max_depth, {m} model, batch {deep['batch'][m]} ==")
             deep_rows += deep_chain(m, deep["batch"][m], deep["sims"], deep["depths"], reps=reps, log=print)
 
-    result = {
-        "benchmark": "search_speed",
-        "machine": info,
-        "settings": {
-            "mode": "quick" if args.quick else ("full" if args.full else "default"),
-            "searches": SEARCHES,
-            "batches": list(batches),
-            "models": {m: dataclasses.asdict(MODELS[m]) for m in models},
-            "reps": {"min": reps[0], "max": reps[1], "target_s": reps[2]},
-            "timing": "compile_s = jit(...).lower(...).compile(); then one warm-up call; median_s over reps calls, each block_until_ready",
-            "planner_defaults": dataclasses.asdict(PlannerConfig()),
-            "deep_chain": deep,
-            "max_call_s": None if args.full else args.max_call_s,
-        },
-        "throughput": rows,
-        "skipped": skipped,
-        "deep_chain": deep_rows,
-        "total_s": time.perf_counter() - started,
+    settings = {
+        "mode": "quick" if args.quick else ("full" if args.full else "default"), "searches": SEARCHES,
+        "batches": list(batches), "models": {m: dataclasses.asdict(MODELS[m]) for m in models},
+        "reps": {"min": reps[0], "max": reps[1], "target_s": reps[2]}, "deep_chain": deep,
+        "timing": "compile_s = jit(...).lower(...).compile(); then one warm-up call; median_s over reps calls, each "
+                  "block_until_ready",
+        "planner_defaults": dataclasses.asdict(PlannerConfig()), "max_call_s": None if args.full else args.max_call_s,
     }
     print()
-    write_result(out_path, result)
+    write_result(out_path, {"benchmark": "search_speed", "machine": info, "settings": settings, "throughput": rows,
+                            "skipped": skipped, "deep_chain": deep_rows, "total_s": time.perf_counter() - started})
 
 
 if __name__ == "__main__":

@@ -1,46 +1,30 @@
 """Throughput of the Atari-100k training loop, piece by piece and as a whole.
 
-For each preset (``atari100k``: pUCT, 50 simulations; ``atari100k-gumbel``: Gumbel, 16
-simulations) this opens one run with the library's own loop (``agents.loop.open_run``:
-the training envs, the agent's jitted ``act`` / ``observe`` / ``train`` and its state) and
-measures, apart:
+For each preset (``atari100k``: pUCT 50 simulations; ``atari100k-gumbel``: Gumbel 16) this
+opens one run with the library's own loop (``agents.loop.open_run``) and times, apart:
 
-1. **env**: agent steps/s of the training vector env alone (``agents.envs.make``), random
-   actions, one ``step`` plus the acting ``observation`` per vector step. These steps fill
-   the replay to ``min_size`` through the jitted ``observe`` (timed too: **add**), with
-   random search policies and values;
-2. **act**: latency of the jitted act (one batched search over ``num_envs``
-   observations) per vector step, the observations already on the device, up to
-   ``block_until_ready``; and the same with the loop's host transfers (numpy observations
-   in, ``np.asarray(action)`` out);
-3. **train**: updates/s of the jitted train (sample, reanalysis, targets, loss,
-   optimiser, priorities; ``updates_per_call`` updates scanned per call) on that replay;
-4. **loop**: agent steps/s of the real ``run.run()`` at the preset's replay ratio, over
-   a short budget that starts with the replay at ``min_size``, every program compiled.
-   Steady state is timed from the loop's own env steps (the env is wrapped to time-stamp
-   each ``step``), so the ``reset`` at the start and the owed updates at the end are left
-   out. Evaluation and checkpointing are switched off for this segment (a full run pays
-   them on top).
+* **env**: the training vector env alone, random actions, ``step`` + ``observation`` per
+  vector step; these steps fill the replay to ``min_size`` through the jitted ``observe``
+  (**add**), with random search policies and values;
+* **act**: the jitted act (one batched search), observations on the device; and with the
+  loop's host transfers (numpy in, ``np.asarray(action)`` out);
+* **train**: updates/s of the jitted train (``updates_per_call`` updates per call);
+* **loop**: agent steps/s of the real ``run.run()`` at the replay ratio over a short budget
+  from the filled replay, between the loop's own env-step time stamps, evaluation and
+  checkpoints off;
 
-Compile times are first call minus the steady-state median; jax's own trace and compile
-counts per program are in the JSON (each program must be traced once).
+compile times (first call minus the steady median; jax's trace and compile counts per
+program are in the JSON, each must be traced once), and the projected wall-clock of a full
+run (100k agent steps, ``replay_ratio * (100k - min_size) + extra_updates`` updates,
+evaluation excluded): *sequential* (env + act + add for every vector step plus every update,
+no overlap) and *loop* (the measured loop rate, the steps before ``min_size`` and the extra
+updates as in sequential).
 
-From these it projects the wall-clock of a full run: 100k agent steps and
-``replay_ratio * (100k - min_size) + extra_updates`` updates (118k for both presets),
-evaluation excluded, in two ways: *sequential* (env + act + add for every vector step,
-plus every update at the measured updates/s, no overlap) and *measured loop* (the
-``min_size`` steps before training at env + act + add, the rest at the measured loop
-rate, then ``extra_updates`` at the measured updates/s).
-
-``--scale`` shrinks the preset so that it runs on a small CPU in a minute or two per
-preset (frames 64x64 gray, 16 channels, batch 16, a quarter of the simulations, replay
-capacity 8,000: ``benchmarks.harness.scale_overrides``; the overrides are printed and
-stored in the JSON). Without it the full preset runs (meant for a GPU).
-
-``--bf16`` runs everything with the library's compute-dtype option
-``NetworkConfig.dtype="bfloat16"`` and adds a float32-vs-bfloat16 comparison of the
-network alone: time and differences of ``initial_inference`` and of the loss and its
-gradient on one sampled batch, heads re-drawn at random (fresh heads output exactly 0).
+``--scale`` shrinks sizes only (``benchmarks.harness.scale_overrides``: 64x64 gray frames,
+16 channels, batch 16, a quarter of the simulations, replay capacity 8,000) for a CPU.
+``--bf16`` runs with ``NetworkConfig.dtype="bfloat16"`` and compares the network alone in
+both dtypes (time and errors of ``initial_inference`` and of loss and gradient on one
+batch, heads re-drawn at random). Details: ``benchmarks/README.md``, "Throughput".
 
     python benchmarks/throughput.py --scale              # both presets, ~1-2 min each on a 2-core CPU
     python benchmarks/throughput.py                      # full presets (GPU)
@@ -67,8 +51,7 @@ import optax
 
 import agents.envs
 from agents.efficientzero import make_agent, make_model
-from agents.efficientzero.presets import PRESETS as ALL_PRESETS
-from agents.efficientzero.presets import get_preset
+from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
 from agents.loop import open_run
 from benchmarks.harness import (RESULTS, CompileLog, Parser, apply_overrides, device_tag, fill_replay, machine,
                                 randomize_heads, scale_overrides, time_calls, time_stats, write_result)
