@@ -12,6 +12,7 @@ import json
 import os
 import platform
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -201,6 +202,16 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str):
         self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def writable(self, path: str | os.PathLike) -> Path:
+        """``path`` with its directory made and probed for writing, or a usage error."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as e:
+            self.error(f"cannot write {path}: {e.strerror or e}")
+        return path
 
 
 # ----------------------------------------------------------------------------- configs, params, replay

@@ -187,6 +187,8 @@ def parse(argv: list[str]):
         parser.error("--steps and --episodes must be >= 1")
     if len(set(args.seeds)) != len(args.seeds):
         parser.error(f"--seeds repeats a seed: {args.seeds}")
+    name = f"{args.preset}_{args.env_id.replace('/', '-')}"
+    args.out = parser.writable(args.out or RESULTS / f"learning_{name}.json")
     args.run_root = args.run_root or tempfile.mkdtemp(prefix="learning_")
     taken = [d for s in args.seeds if os.path.isdir(d := os.path.join(args.run_root, f"seed_{s}")) and os.listdir(d)]
     if taken:
@@ -196,8 +198,6 @@ def parse(argv: list[str]):
 
 def main(argv=None) -> int:
     args, extra = parse(sys.argv[1:] if argv is None else list(argv))
-    name = f"{args.preset}_{args.env_id.replace('/', '-')}"
-    out = args.out or str(RESULTS / f"learning_{name}.json")
     print(f"runs in {args.run_root}", flush=True)
     rows = []
     for seed in args.seeds:
@@ -230,7 +230,7 @@ def main(argv=None) -> int:
               "threshold": args.threshold, "extra_args": extra, "run_root": args.run_root, "seeds": rows}
     if args.threshold is not None:
         record["seeds_reaching_threshold"] = sum(bool(r["reached_threshold"]) for r in rows)
-    path = write_result(out, record, (header, table))
+    path = write_result(args.out, record, (header, table))
     try:
         random_means = [r["vs_random"]["random"]["mean"] for r in rows] if args.vs_random else []
         references = [("random policy", float(np.mean(random_means)))] if random_means else []

@@ -346,8 +346,8 @@ def main(argv=None) -> int:
     if args.scale <= 0 or args.interval <= 0 or args.window_s <= 0:
         parser.error("--scale, --interval and --window-s must be > 0")
 
+    parser.writable(os.path.join(args.out, f"memory_soak_{args.tag}.json"))
     run_root = args.keep_runs or tempfile.mkdtemp(prefix="memory_soak_")
-    os.makedirs(args.out, exist_ok=True)
     rows = []
     for preset in args.presets:
         spec = dict(SOAKS[preset])

@@ -356,6 +356,7 @@ def main(argv=None) -> dict:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
     presets = tuple(dict.fromkeys(args.preset or PRESETS))
     tag = args.tag or device_tag() + ("_scaled" if args.scale else "")
+    out = parser.writable(args.out or RESULTS / f"profile_update_{tag}.json")
     started, info = time.perf_counter(), machine()
     print(f"jax {info['jax']} on {info['device']} ({info['cpu_count']} CPUs), load average {info['load_average']}")
     result = {
@@ -371,7 +372,7 @@ def main(argv=None) -> dict:
         },
     }
     result["total_s"] = time.perf_counter() - started
-    write_result(args.out or RESULTS / f"profile_update_{tag}.json", result)
+    write_result(out, result)
     return result
 
 

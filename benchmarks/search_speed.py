@@ -215,7 +215,7 @@ def main(argv=None):
     deep_models = args.deep_models or (("mlp",) if args.quick else ("mlp", "conv"))
     deep_batch = {"mlp": 16, "conv": 4} if args.quick else {"mlp": 64, "conv": 16}
     deep = {"batch": {m: deep_batch[m] for m in deep_models}, "sims": (50, 200), "depths": (None, 10, 5)}
-    out_path = args.out or RESULTS / f"search_speed_{jax.default_backend()}.json"
+    out_path = parser.writable(args.out or RESULTS / f"search_speed_{jax.default_backend()}.json")
 
     started, info = time.perf_counter(), machine()
     print(f"jax {info['jax']} on {info['devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}")

@@ -282,6 +282,7 @@ def main(argv=None) -> dict:
         parser.error(f"--loop-steps must be >= 1, got {args.loop_steps}")
     presets = tuple(dict.fromkeys(args.preset or PRESETS))
     tag = args.tag or device_tag() + ("_scaled" if args.scale else "") + ("_bf16" if args.bf16 else "")
+    out = parser.writable(args.out or RESULTS / f"throughput_{tag}.json")
 
     log, started, info = CompileLog(), time.perf_counter(), machine()
     print(f"jax {info['jax']} on {info['device']} ({info['cpu_count']} CPUs), load average {info['load_average']}")
@@ -303,7 +304,7 @@ def main(argv=None) -> dict:
                     "updates back to back, loop = the measured loop rate; evaluation excluded"),
         "results": rows, "total_s": time.perf_counter() - started,
     }
-    write_result(args.out or RESULTS / f"throughput_{tag}.json", result, table)
+    write_result(out, result, table)
     return result
 
 

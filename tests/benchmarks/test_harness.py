@@ -122,3 +122,13 @@ def test_fill_replay_writes_through_the_agents_observe(with_envs):
     assert observe._cache_size() == 1
     assert bool(jnp.allclose(state.replay.policy[:, :5].sum(-1), 1.0, atol=1e-5))
     envs.close()
+
+
+def test_parser_writable(tmp_path, capsys):
+    parser = harness.Parser(prog="x.py")
+    assert parser.writable(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json" and (tmp_path / "new").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as e:
+        parser.writable(tmp_path / "file" / "r.json")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and line.startswith(f"x.py: error: cannot write {tmp_path / 'file' / 'r.json'}")

@@ -100,6 +100,7 @@ def one_error_line(capsys) -> str:
     (["--steps", "0"], "--steps and --episodes must be >= 1"),
     (["--seeds", "1", "1"], "repeats a seed"),
     (["--threshold", "abc"], "invalid float value"),
+    (["--out", "/proc/learning.json"], "cannot write /proc/learning.json"),
 ])
 def test_bad_input_one_line_before_any_run(argv, message, fake_train, tmp_path, capsys):
     with pytest.raises(SystemExit) as e:
