@@ -301,10 +301,8 @@ def full_run(costs: dict, cfg: Config) -> dict:
 
 def env_spec(cfg: Config):
     envs = agents.envs.make(dataclasses.replace(cfg.env, num_envs=1), "train", 0)
-    try:
-        return envs.spec
-    finally:
-        envs.close()
+    envs.close()
+    return envs.spec
 
 
 def run_preset(name: str, args) -> dict:
