@@ -1,21 +1,28 @@
 """What the benchmark scripts share: the machine and commit a result comes from, timing of
-jitted calls, a log of jax's compiles, and writing the result (JSON and a markdown table)."""
+jitted calls, a log of jax's compiles, writing the result (JSON and a markdown table), a
+one-line-error argument parser, and the configs, params and replay contents the speed
+benchmarks measure with (``--scale`` sizes, heads re-drawn at random, a pre-filled replay)."""
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import importlib.metadata
 import json
 import os
 import platform
 import re
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
+from dreamer.agent import ActOutput, Transition
+from dreamer.config import Config, from_dict, to_dict
 from dreamer.logger import git_commit  # noqa: F401  (the one commit helper, re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,3 +195,110 @@ def write_result(path: str | os.PathLike, record: dict, table: tuple[Sequence[st
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")
     print(f"wrote {path}")
     return path
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse that reports a usage error as one line on stderr (no usage block) and exits 2."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+    def writable(self, path: str | os.PathLike) -> Path:
+        """``path`` with its directory made and probed for writing, or a usage error."""
+        path = Path(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tempfile.TemporaryFile(dir=path.parent).close()
+        except OSError as e:
+            self.error(f"cannot write {path}: {e.strerror or e}")
+        return path
+
+
+# ----------------------------------------------------------------------------- configs, params, replay
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:
+    """``{"network.channels": 16, ...}`` -> a new config (validated on construction)."""
+    data = to_dict(cfg)
+    for key, value in overrides.items():
+        section, name = key.split(".")
+        data[section][name] = value
+    return from_dict(data)
+
+
+def scale_overrides(cfg: Config) -> dict[str, Any]:
+    """What ``--scale`` changes (throughput.py, profile_update.py): sizes only, as the
+    atari-debug preset does, never the algorithm. Search kind, supports, unroll and TD
+    steps, replay ratio, updates per call, reanalyse fraction and ``min_size`` stay the
+    preset's."""
+    return {
+        "env.frame_size": 64,
+        "env.grayscale": True,
+        "network.channels": 16,
+        "network.reduced_channels": 4,
+        "network.head_hidden": (16,),
+        "network.lstm_hidden": 32,
+        "network.projection_hidden": 64,
+        "network.projection_out": 64,
+        "network.predictor_hidden": 32,
+        "planner.num_simulations": max(4, cfg.planner.num_simulations // 4),
+        "replay.capacity": 8_000,
+        "replay.batch_size": 16,
+    }
+
+
+def randomize_heads(params, key: jnp.ndarray, scale: float = 1.0):
+    """Re-draws every all-zero weight matrix (the zero-initialised last layers of the value,
+    reward and policy heads) as ``scale * N(0, 1 / fan_in)``: an untrained network whose
+    outputs are noise rather than exactly zero (fresh heads make every value 0 and every
+    search tree balanced)."""
+    leaves, treedef = jax.tree_util.tree_flatten(params)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for k, leaf in zip(keys, leaves):
+        if leaf.ndim >= 2 and not np.any(np.asarray(leaf)):
+            leaf = scale * jax.random.normal(k, leaf.shape, leaf.dtype) / np.sqrt(leaf.shape[-2])
+        out.append(leaf)
+    return jax.tree_util.tree_unflatten(treedef, out)
+
+
+def fill_replay(observe: Callable, state, spec, num_envs: int, vector_steps: int, envs=None, seed: int = 0):
+    """Writes ``vector_steps`` vector steps into an agent's replay with its jitted
+    ``observe(state, Transition) -> state`` (donated: the returned state is kept). Frames,
+    rewards and ends are ``envs``' own, stepped with random actions (each step timed with
+    the ``observation`` the loop reads after it), or random without ``envs``; search
+    policies and values are random. Arguments have the loop's kinds (numpy env data, device
+    act outputs), so ``observe`` compiles once for both. Returns ``(state, {"env_s": [...],
+    "observe_s": [...]})``, wall times per vector step."""
+    rng = np.random.default_rng(seed)
+    n, a = num_envs, spec.num_actions
+
+    def random_frames():
+        if np.issubdtype(np.dtype(spec.frame_dtype), np.integer):
+            return rng.integers(0, 256, (n, *spec.frame_shape), dtype=np.uint8).astype(spec.frame_dtype)
+        return rng.normal(size=(n, *spec.frame_shape)).astype(spec.frame_dtype)
+
+    frames = envs.reset(seed) if envs is not None else random_frames()
+    first = np.ones(n, bool)
+    times: dict[str, list[float]] = {"env_s": [], "observe_s": []}
+    for _ in range(vector_steps):
+        action = rng.integers(0, a, n).astype(np.int32)
+        logits = rng.normal(size=(n, a))
+        policy = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+        value = rng.normal(size=n)
+        acted = ActOutput(jnp.asarray(action), jnp.asarray(policy, jnp.float32), jnp.asarray(value, jnp.float32),
+                          jnp.asarray(value, jnp.float32))
+        if envs is not None:
+            t0 = time.perf_counter()
+            next_frames, reward, terminated, truncated, _ = envs.step(action)
+            envs.observation()
+            times["env_s"].append(time.perf_counter() - t0)
+        else:
+            next_frames = random_frames()
+            reward = rng.choice(np.array([-1.0, 0.0, 1.0], np.float32), n, p=[0.05, 0.85, 0.10])
+            terminated, truncated = rng.random(n) < 0.005, np.zeros(n, bool)
+        t0 = time.perf_counter()
+        state = jax.block_until_ready(observe(state, Transition(frames, action, reward, terminated, truncated, first, acted)))
+        times["observe_s"].append(time.perf_counter() - t0)
+        first, frames = terminated | truncated, next_frames
+    return state, times

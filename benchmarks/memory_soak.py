@@ -1,55 +1,29 @@
 #!/usr/bin/env python3
 """Memory soak: resident memory of a training run that goes well past replay capacity.
 
-Runs ``scripts/train.py`` once per preset in a fresh process, with the replay capacity
-shrunk so the run covers several times the capacity in a few minutes, and with periodic
-evaluation, checkpointing, metric logging and TensorBoard on (as in a real run). Every
-``--interval`` seconds it samples
+Runs ``scripts/train.py`` once per preset in a fresh process, the replay capacity shrunk so
+the run covers several times the capacity in a few minutes, with periodic evaluation,
+checkpointing, metric logging and TensorBoard on (as in a real run). Every ``--interval``
+seconds it samples the RSS of the process and its descendants (``/proc/<pid>/status``), the
+run's env steps (the last ``metrics.jsonl`` record) and the checkpoints committed; with
+``JAX_LOG_COMPILES=1`` (default) the compile lines are timestamped as they arrive.
 
-* the RSS of the training process (``VmRSS`` of ``/proc/<pid>/status``) plus that of its
-  descendants if any (listed via ``/proc/<pid>/task/*/children``), and its thread count;
-* the run's current env steps (the last record of ``metrics.jsonl``; ``--loop.log_every_s``
-  is set short so this lags by under a second);
-* the checkpoints committed so far and whether an evaluation has been logged.
-
-With ``JAX_LOG_COMPILES=1`` (default; ``--no-log-compiles`` turns it off) the stderr lines
-that report a compile are timestamped as they arrive, so compiles after warm-up show up.
-
-Buffer full: ``replay.capacity`` counts transitions over all envs; each env owns a ring of
-``capacity // num_envs`` steps and every vector step writes one step per env, so the buffer
-is full once ``env_steps >= (capacity // num_envs) * num_envs``.
-
-Baseline: the first sample at which (1) the buffer is full, (2) an evaluation logged at
-``env_steps >= full`` has finished and (3) a checkpoint of a step ``>= full`` has been
-committed, so one-time work (first compiles of the eval and checkpoint code, orbax set-up,
-the buffer's pages being touched) comes before it. RSS saw-tooths by a few percent within
-seconds (each train call's temporaries), so the values compared are peaks over a window of
-``--window-s`` (15 s): baseline = the peak over the window starting at that sample; final =
-the peak over the last window of the training loop (before the end-of-run evaluation,
-checkpoint and writer teardown, which frees memory and would flatter the result).
-growth = (final - baseline) / baseline.
-
-glibc keeps the heap used while XLA compiles (hundreds of MiB) and hands it back at some
-later, unpredictable moment, seen as a sudden drop in RSS. A drop after the baseline makes
-growth strongly negative and could hide a leak before it, so the run must also pass a
-second check: steady growth, the same comparison started at the window after the last such
-release (RSS falling by > 100 MiB within 2 s) after the baseline. PASS if both are < 5%.
-The JSON also gives the peak of each quarter of the loop after the baseline, the max after
-the baseline and a least-squares slope of RSS against env steps.
-
-Diagnostics (not used for the published numbers): ``--gc-log`` logs generation-2 garbage
-collections, ``--malloc-trim S`` calls ``malloc_trim(0)`` in the training process every S s.
+The buffer is full at ``env_steps >= (capacity // num_envs) * num_envs``. The baseline is
+the peak RSS over ``--window-s`` from the first sample at which the buffer is full and a
+post-full evaluation and checkpoint are done; final is the peak over the last window of the
+training loop; growth = (final - baseline) / baseline. glibc hands the compile heap back at
+an unpredictable moment (a drop of > 100 MiB within 2 s), so *steady growth* repeats the
+comparison from the last such release after the baseline. PASS if both are < 5%. The
+definitions and why they are what they are: ``benchmarks/README.md``, "Memory soak".
 
     python benchmarks/memory_soak.py                          # both presets: ~6 min on an idle 2-core CPU, ~16 loaded
-    python benchmarks/memory_soak.py --presets cartpole
-    python benchmarks/memory_soak.py --scale 3                # 3x the default run lengths
+    python benchmarks/memory_soak.py --presets cartpole --scale 3
 
 Writes ``benchmarks/results/memory_soak_<tag>.json`` and ``memory_soak_<preset>.png``.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import subprocess
@@ -58,7 +32,9 @@ import tempfile
 import threading
 import time
 
-from benchmarks.harness import RESULTS, ROOT, write_result
+import numpy as np
+
+from benchmarks.harness import RESULTS, ROOT, Parser, write_result
 
 GROWTH_LIMIT_PCT = 5.0
 
@@ -151,37 +127,14 @@ def _checkpoints(run_dir: str) -> list[int]:
 # ----------------------------------------------------------------------------- one soak
 
 
-# Diagnostics: with --gc-log or --malloc-trim, train.py runs under this wrapper. --gc-log prints
-# every generation-2 garbage collection (objects freed) to stderr, so RSS drops can be matched to
-# them; --malloc-trim S calls glibc's malloc_trim(0) every S seconds from a thread, which hands
-# free heap pages back to the OS, so RSS then tracks memory in use rather than what the
-# allocator keeps.
-WRAPPER = (
-    "import gc, os, sys, runpy, threading, time, ctypes\n"
-    "if os.environ.get('SOAK_GC_LOG'):\n"
-    "    def cb(phase, info):\n"
-    "        if phase == 'stop' and info['generation'] == 2:\n"
-    "            print(f\"GCDIAG gen2 collected={info['collected']}\", file=sys.stderr, flush=True)\n"
-    "    gc.callbacks.append(cb)\n"
-    "if os.environ.get('SOAK_TRIM_S'):\n"
-    "    libc, every = ctypes.CDLL('libc.so.6'), float(os.environ['SOAK_TRIM_S'])\n"
-    "    def trim():\n"
-    "        while True:\n"
-    "            time.sleep(every)\n"
-    "            libc.malloc_trim(0)\n"
-    "    threading.Thread(target=trim, daemon=True).start()\n"
-    "sys.argv = sys.argv[1:]\n"
-    "runpy.run_path(sys.argv[0], run_name='__main__')\n"
-)
-
-
 def _window_max(samples: list[dict], t0: float, t1: float) -> dict:
     inside = [s for s in samples if t0 <= s["t"] <= t1]
     return max(inside, key=lambda s: s["rss_kb"])
 
 
 def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: bool, tensorboard: bool,
-         window_s: float, gc_log: bool = False, malloc_trim_s: float | None = None) -> dict:
+         window_s: float) -> dict:
+    """Runs train.py for ``preset``, sampling its memory, and returns :func:`analyse`'s row."""
     cmd = [
         sys.executable, os.path.join(ROOT, "scripts", "train.py"),
         "--preset", preset, "--steps", str(spec["steps"]), "--run-dir", run_dir, "--no-progress",
@@ -189,23 +142,8 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
         "--loop.eval_every", str(spec["eval_every"]),
         "--loop.log_every_s", "0.5",
         "--loop.checkpoint_every_s", str(spec["checkpoint_every_s"]),
-    ]
-    if not tensorboard:
-        cmd.append("--no-tensorboard")
-    wrapped = gc_log or malloc_trim_s is not None
-    if wrapped:
-        cmd = [sys.executable, "-c", WRAPPER, *cmd[1:]]
-    env = dict(os.environ)
-    prefix = []
-    if log_compiles:
-        env["JAX_LOG_COMPILES"] = "1"
-        prefix.append("JAX_LOG_COMPILES=1")
-    if gc_log:
-        env["SOAK_GC_LOG"] = "1"
-        prefix.append("SOAK_GC_LOG=1")
-    if malloc_trim_s is not None:
-        env["SOAK_TRIM_S"] = str(malloc_trim_s)
-        prefix.append(f"SOAK_TRIM_S={malloc_trim_s:g}")
+    ] + ([] if tensorboard else ["--no-tensorboard"])
+    env = {**os.environ, **({"JAX_LOG_COMPILES": "1"} if log_compiles else {})}
     full_at = (spec["capacity"] // spec["num_envs"]) * spec["num_envs"]
 
     start = time.time()
@@ -219,7 +157,6 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
 
     thread = threading.Thread(target=reader, daemon=True)
     thread.start()
-
     samples = []
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     while proc.poll() is None:
@@ -228,20 +165,12 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
             kids = _descendants(proc.pid)
             kid_rss = sum(_status(k).get("VmRSS", 0) for k in kids)
             _last_env_steps(metrics_path, metrics_state)
-            ckpts = _checkpoints(run_dir)
             samples.append({
-                "t": round(time.time() - start, 3),
-                "env_steps": metrics_state["env_steps"],
-                "rss_kb": st.get("VmRSS", 0) + kid_rss,
-                "rss_main_kb": st.get("VmRSS", 0),
-                "rss_anon_kb": st.get("RssAnon", 0),
-                "rss_file_kb": st.get("RssFile", 0),
-                "rss_children_kb": kid_rss,
-                "children": len(kids),
-                "threads": st.get("Threads", 0),
-                "evals_done": len(metrics_state.get("evals", [])),
+                "t": round(time.time() - start, 3), "env_steps": metrics_state["env_steps"],
+                "rss_kb": st["VmRSS"] + kid_rss, "rss_main_kb": st["VmRSS"], "rss_anon_kb": st.get("RssAnon", 0),
+                "rss_file_kb": st.get("RssFile", 0), "rss_children_kb": kid_rss, "children": len(kids),
+                "threads": st.get("Threads", 0), "checkpoints": _checkpoints(run_dir),
                 "post_full_eval": any(e >= full_at for e in metrics_state.get("evals", [])),
-                "checkpoints": ckpts,
             })
         time.sleep(interval)
     thread.join(timeout=10)
@@ -252,7 +181,25 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
         tail = "\n".join(line for _, line in lines[-60:])
         raise RuntimeError(f"{preset}: train.py exited with {proc.returncode}:\n{tail}")
     _last_env_steps(metrics_path, metrics_state)
+    with open(os.path.join(run_dir, "summary.json")) as f:
+        summary = json.load(f)
+    row = analyse(samples, lines, full_at, spec["steps"], window_s)
+    prefix = "JAX_LOG_COMPILES=1 " if log_compiles else ""
+    return {
+        "preset": preset, "command": prefix + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
+        "replay_capacity": spec["capacity"], "num_envs": spec["num_envs"], "env_steps": summary["env_steps"],
+        "capacity_multiple": round(summary["env_steps"] / full_at, 2), "updates": summary["updates"],
+        "evaluations": summary["evaluations"], "eval_env_steps": metrics_state.get("evals", []),
+        "process_wall_clock_s": round(wall, 1), **row,
+    }
 
+
+def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, steps: int, window_s: float) -> dict:
+    """Baseline, final, growth and the rest (see the module docstring) from the memory
+    ``samples`` (``t``, ``env_steps``, ``rss_kb``, ``post_full_eval``, ``checkpoints``,
+    ``threads``, ``children``) and the timestamped output ``lines`` of a run of ``steps``
+    env steps whose buffer is full at ``full_at``. Raises ``RuntimeError`` when the run
+    was too short to tell."""
     # The baseline: full buffer, a post-full evaluation finished, a post-full checkpoint committed.
     base_i = next(
         (i for i, s in enumerate(samples)
@@ -260,33 +207,27 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
         None,
     )
     if base_i is None:
-        raise RuntimeError(f"{preset}: no sample after the buffer was full plus a post-full eval and checkpoint")
+        raise RuntimeError("no sample after the buffer was full plus a post-full eval and checkpoint")
     base = samples[base_i]
     # The training loop's last samples: before the last vector step is logged, i.e. before the
     # end-of-run evaluation, save and teardown (closing the writers frees memory, which would flatter).
-    loop_end_i = max(i for i, s in enumerate(samples) if s["env_steps"] < spec["steps"])
+    loop_end_i = max(i for i, s in enumerate(samples) if s["env_steps"] < steps)
     loop_end = samples[loop_end_i]
     if loop_end["t"] - base["t"] < 2 * window_s:
-        raise RuntimeError(f"{preset}: under {2 * window_s:.0f} s between the baseline and the end of the loop; run longer")
+        raise RuntimeError(f"under {2 * window_s:.0f} s between the baseline and the end of the loop; run longer")
     # RSS saw-tooths by a few percent within seconds (each train call's temporaries), so the
     # compared values are the peaks over a window: [baseline, baseline + W] and [loop end - W, loop end].
     base_w = _window_max(samples, base["t"], base["t"] + window_s)
     final_w = _window_max(samples, loop_end["t"] - window_s, loop_end["t"])
-    last = samples[-1]
-    after = samples[base_i:]
     in_loop = samples[base_i:loop_end_i + 1]
-    peak = max(after, key=lambda s: s["rss_kb"])
+    peak = max(samples[base_i:], key=lambda s: s["rss_kb"])
     pct = lambda a, b: round(100.0 * (a["rss_kb"] - b["rss_kb"]) / b["rss_kb"], 2)  # noqa: E731
     growth = pct(final_w, base_w)
     full_i = next((i for i, s in enumerate(samples) if s["env_steps"] >= full_at), None)
 
     # Least-squares slope of RSS (MiB) against env steps over the loop after the baseline, per 1,000 steps.
-    xs = [s["env_steps"] for s in in_loop]
-    ys = [s["rss_kb"] / 1024 for s in in_loop]
-    slope = None
-    if len(set(xs)) > 1:
-        mx, my = sum(xs) / len(xs), sum(ys) / len(ys)
-        slope = 1000 * sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sum((x - mx) ** 2 for x in xs)
+    xs = np.array([s["env_steps"] for s in in_loop], float)
+    slope = float(1000 * np.polyfit(xs, [s["rss_kb"] / 1024 for s in in_loop], 1)[0]) if len(set(xs)) > 1 else None
     # Peak RSS in each quarter of the loop after the baseline (a leak rises quarter by quarter).
     t0, t1 = base["t"], loop_end["t"]
     quarters = [_window_max(samples, t0 + k * (t1 - t0) / 4, t0 + (k + 1) * (t1 - t0) / 4) for k in range(4)]
@@ -296,7 +237,7 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
         prev = [p for p in samples[max(0, i - 6):i] if s["t"] - p["t"] <= 2.0]
         if prev and max(p["rss_kb"] for p in prev) - s["rss_kb"] > 100 * 1024:
             if not releases or s["t"] - releases[-1]["t"] > 5.0:
-                releases.append({"t": s["t"], "env_steps": s["env_steps"], "rss_mib_before": None, "rss_mib_after": None})
+                releases.append({"t": s["t"], "env_steps": s["env_steps"]})
             releases[-1].update(rss_mib_before=round(max(p["rss_kb"] for p in prev) / 1024, 1),
                                 rss_mib_after=round(s["rss_kb"] / 1024, 1), t_end=s["t"])
 
@@ -309,44 +250,23 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
     steady_growth = pct(final_w, steady_w)
 
     compile_lines = [(t, l) for t, l in lines if "Compiling" in l or "Finished XLA compilation" in l]
-    post_base_compiles = [
-        {"t": t, "env_steps": _steps_at(samples, t), "line": l[:300]} for t, l in compile_lines if t > base["t"]
-    ]
-    gc_events = [
-        {"t": t, "env_steps": _steps_at(samples, t), "collected": int(l.split("collected=")[1].split()[0])}
-        for t, l in lines if l.startswith("GCDIAG")
-    ]
-    with open(os.path.join(run_dir, "summary.json")) as f:
-        summary = json.load(f)
     mib = lambda kb: round(kb / 1024, 1)  # noqa: E731
     point = lambda s: {"t": s["t"], "env_steps": s["env_steps"], "rss_mib": mib(s["rss_kb"])}  # noqa: E731
-    command = " ".join(prefix + ["python"] + (["-c", "WRAPPER"] if wrapped else []) + cmd[3 if wrapped else 1:])
-    command = command.replace(f"{ROOT}/", "")
-    row = {
-        "preset": preset,
-        "command": command,
-        "replay_capacity": spec["capacity"],
-        "num_envs": spec["num_envs"],
+    return {
         "buffer_full_at_env_steps": full_at,
-        "env_steps": summary["env_steps"],
-        "capacity_multiple": round(summary["env_steps"] / full_at, 2),
-        "updates": summary["updates"],
-        "evaluations": summary["evaluations"],
-        "eval_env_steps": metrics_state.get("evals", []),
         "checkpoints_seen": sorted({c for s in samples for c in s["checkpoints"]}),
-        "process_wall_clock_s": round(wall, 1),
         "window_s": window_s,
         "buffer_full_sample": point(samples[full_i]) if full_i is not None else None,
         "baseline_sample": point(base),
         "baseline": {**point(base_w), "window": [base["t"], round(base["t"] + window_s, 3)]},
         "loop_end_sample": point(loop_end),
         "final": {**point(final_w), "window": [round(loop_end["t"] - window_s, 3), loop_end["t"]]},
-        "last_sample": point(last),
+        "last_sample": point(samples[-1]),
         "max_after_baseline": point(peak),
         "peak_rss_whole_run_mib": mib(max(s["rss_kb"] for s in samples)),
         "growth_pct": growth,
         "max_growth_pct": pct(peak, base_w),
-        "single_sample_growth_pct": pct(last, base),
+        "single_sample_growth_pct": pct(samples[-1], base),
         "steady": {**point(steady_w), "window": [steady_start, round(steady_start + window_s, 3)],
                    "after_release": bool(post)},
         "steady_growth_pct": steady_growth,
@@ -359,12 +279,10 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
         "children_seen": max(s["children"] for s in samples),
         "threads_baseline_loop_end": [base["threads"], loop_end["threads"]],
         "compiles_total": sum("Finished XLA compilation" in l for _, l in compile_lines),
-        "compiles_after_baseline": post_base_compiles,
+        "compiles_after_baseline": [{"t": t, "env_steps": _steps_at(samples, t), "line": l[:300]}
+                                    for t, l in compile_lines if t > base["t"]],
         "samples": samples,
     }
-    if gc_log:
-        row["gc_gen2"] = gc_events
-    return row
 
 
 def _steps_at(samples: list[dict], t: float) -> int:
@@ -400,8 +318,6 @@ def plot(row: dict, path: str) -> None:
         ax.axvline(e, color="tab:purple", alpha=0.3, lw=0.8, label="evaluation" if i == 0 else None)
     for i, c in enumerate(row["checkpoints_seen"]):
         ax.axvline(c, color="tab:orange", alpha=0.3, lw=0.8, label="checkpoint" if i == 0 else None)
-    for i, g in enumerate(row.get("gc_gen2", [])):
-        ax.axvline(g["env_steps"], color="black", alpha=0.5, lw=0.6, ls="--", label="gen-2 gc" if i == 0 else None)
     ax.set_xlabel("env steps")
     ax.set_ylabel("RSS (MiB)")
     ax.set_ylim(bottom=0)
@@ -415,8 +331,8 @@ def plot(row: dict, path: str) -> None:
     plt.close(fig)
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+def main(argv=None) -> int:
+    parser = Parser(prog="memory_soak.py", description=__doc__.split("\n")[1])
     parser.add_argument("--presets", nargs="+", default=list(SOAKS), choices=list(SOAKS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the default run lengths")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")
@@ -426,19 +342,18 @@ def main() -> int:
     parser.add_argument("--tag", default="cpu", help="suffix of the JSON file name")
     parser.add_argument("--keep-runs", default=None, help="keep run directories here")
     parser.add_argument("--window-s", type=float, default=15.0, help="window over which baseline and final peaks are taken")
-    parser.add_argument("--gc-log", action="store_true", help="diagnostic: log generation-2 garbage collections")
-    parser.add_argument("--malloc-trim", type=float, default=None, metavar="S",
-                        help="diagnostic: call malloc_trim(0) in the training process every S seconds")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.scale <= 0 or args.interval <= 0 or args.window_s <= 0:
+        parser.error("--scale, --interval and --window-s must be > 0")
 
+    parser.writable(os.path.join(args.out, f"memory_soak_{args.tag}.json"))
     run_root = args.keep_runs or tempfile.mkdtemp(prefix="memory_soak_")
-    os.makedirs(args.out, exist_ok=True)
     rows = []
     for preset in args.presets:
         spec = dict(SOAKS[preset])
         spec["steps"] = int(round(spec["steps"] * args.scale / spec["num_envs"])) * spec["num_envs"]
         row = soak(preset, spec, os.path.join(run_root, preset), args.interval, not args.no_log_compiles,
-                   not args.no_tensorboard, args.window_s, args.gc_log, args.malloc_trim)
+                   not args.no_tensorboard, args.window_s)
         png = os.path.join(args.out, f"memory_soak_{preset}.png")
         plot(row, png)
         row["plot"] = os.path.relpath(png, ROOT)
@@ -461,23 +376,10 @@ def main() -> int:
                      f"steady_growth_pct = (final - steady) / steady < {GROWTH_LIMIT_PCT}%",
         "rss": "VmRSS of the train.py process from /proc/<pid>/status plus the VmRSS of its descendants, "
                f"sampled every {args.interval} s",
-        "baseline_definition": "baseline_sample: the first sample with env_steps >= buffer full "
-                               "(capacity // num_envs * num_envs) taken after an evaluation logged at env_steps >= "
-                               "buffer full had finished and a checkpoint of a step >= buffer full had been committed; "
-                               f"baseline: the peak RSS over the {args.window_s:g} s starting at baseline_sample",
-        "final_definition": f"the peak RSS over the last {args.window_s:g} s of the training loop (samples before the "
-                            "last vector step is logged, so before the end-of-run evaluation, checkpoint and writer "
-                            "teardown); last_sample is the last sample while the process was alive",
-        "other_fields": "max_after_baseline: highest sample from baseline_sample to process exit; single_sample_growth_pct: "
-                        "last_sample vs baseline_sample; quarter_peaks_mib: peak RSS in each quarter of the loop after "
-                        "the baseline; slope: least squares of RSS on env steps over the loop after the baseline; "
-                        "releases: RSS falling by > 100 MiB within 2 s; steady: the peak over the window starting where the last "
-                        "release after baseline_sample ended (baseline_sample itself if none), so a one-time "
-                        "release of allocator-held memory cannot hide growth that comes before it",
+        "definitions": "benchmarks/memory_soak.py's docstring and benchmarks/README.md, 'Memory soak'",
         "env_steps_source": "last record of metrics.jsonl (--loop.log_every_s 0.5)",
         "tensorboard": not args.no_tensorboard,
         "log_compiles": not args.no_log_compiles,
-        "diagnostics": {"gc_log": args.gc_log, "malloc_trim_s": args.malloc_trim},
         "runs": rows,
         "all_pass": all(r["pass"] for r in rows),
     }

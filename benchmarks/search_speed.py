@@ -1,43 +1,29 @@
 """Search speed of :func:`dreamer.plan`: searches/s and simulations/s.
 
-Two models, both :class:`dreamer.networks.LearnedModel` with fresh parameters:
+Two :class:`dreamer.networks.EfficientZeroModel` with fresh parameters: ``mlp``
+(``NetworkConfig()`` defaults, observations ``(4,)``, 2 actions) and ``conv``
+(EfficientZero's Atari network, observations ``(96, 96, 12)`` uint8, 18 actions). pUCT
+runs 50 simulations (EfficientZero), Gumbel 16 (EfficientZero V2), at batch sizes 1, 8, 64,
+256 and 1536; compile time (``lower().compile()``) is reported apart from the steady state
+(median of several calls after a warm-up call, each ``block_until_ready``).
 
-* ``mlp``: ``NetworkConfig()`` defaults, observations ``(4,)``, 2 actions (CartPole size);
-* ``conv``: EfficientZero's Atari network: 64 channels, 16 reduced channels, LSTM 512,
-  601-bin value and value-prefix supports, observations ``(96, 96, 12)`` uint8,
-  18 actions, a ``6 x 6 x 64`` latent.
-
-pUCT runs 50 simulations (EfficientZero), Gumbel 16 (EfficientZero V2), at batch sizes
-1, 8, 64, 256 and 1536. Compile time (``lower().compile()``) is reported apart from the
-steady state (median of several calls after a warm-up call, each ``block_until_ready``).
-
-The deep-chain section measures what happens to pUCT when the network's values are
-noisy, as an untrained network's are: min-max normalised Q-values then dominate the
-exploration term, the search keeps descending one path and the tree becomes a chain
-whose depth approaches the number of simulations. Every simulation walks the whole
-chain down and back up, so the cost grows with simulations x depth. It reports the
-deepest node reached and the time per search for ``max_depth=None`` (unbounded) vs 10
-and 5, at 50 and 200 simulations (and Gumbel for comparison), for three parameter sets
-of each model: the fresh init (zero-initialised value / reward / policy heads, so every
-value is 0) and the heads re-drawn at random with a small (x1) and a large (x10) scale.
-
-Usage::
+The deep-chain section measures pUCT under noisy values, as an untrained network's are:
+the search keeps descending one path and each simulation walks the whole chain. It reports
+the deepest node and the time per search for ``max_depth`` None, 10 and 5 at 50 and 200
+simulations (Gumbel for comparison), for the fresh init (zero heads: every value 0) and the
+heads re-drawn at random at scale x1 and x10. Results: ``benchmarks/README.md``.
 
     python benchmarks/search_speed.py            # default: ~5 minutes on a 2-core CPU
     python benchmarks/search_speed.py --quick    # ~2 minutes on a 2-core CPU
     python benchmarks/search_speed.py --full     # everything, however slow (for a GPU)
 
 Without ``--full`` a batch size is skipped (and listed in the JSON) when its time per
-call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s``
-(30 s), so that a slow machine still finishes in minutes.
-
-Writes JSON (default ``benchmarks/results/search_speed_<backend>.json``) with the
-machine, versions and git commit, and prints a table.
+call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s`` (30 s).
+Writes ``benchmarks/results/search_speed_<backend>.json`` and prints a table.
 """
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import itertools
 import time
@@ -47,10 +33,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from benchmarks.harness import RESULTS, compile_timed, git_commit, machine, time_calls, write_result
+from benchmarks.harness import RESULTS, Parser, compile_timed, machine, randomize_heads, time_calls, write_result
 from dreamer import PlannerConfig, plan
 from dreamer.config import NetworkConfig
-from dreamer.networks import LearnedModel
+from dreamer.networks import EfficientZeroModel
 
 SEARCHES = {"puct": 50, "gumbel": 16}  # simulations: EfficientZero / EfficientZero V2
 BATCHES = (1, 8, 64, 256, 1536)
@@ -68,16 +54,9 @@ class ModelSpec:
 
 MODELS = {
     "mlp": ModelSpec("mlp", NetworkConfig(), (4,), "float32", 2),
-    "conv": ModelSpec(
-        "conv",
-        NetworkConfig(
-            kind="conv", channels=64, reduced_channels=16, lstm_hidden=512,
-            value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601),
-        ),  # fmt: skip
-        (96, 96, 12),
-        "uint8",
-        18,
-    ),
+    "conv": ModelSpec("conv", NetworkConfig(kind="conv", channels=64, reduced_channels=16, lstm_hidden=512,
+                                            value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601)),
+                      (96, 96, 12), "uint8", 18),
 }
 
 
@@ -86,9 +65,8 @@ MODELS = {
 
 
 def build(spec: ModelSpec, seed: int = 0):
-    dtype = jnp.dtype(spec.observation_dtype)
-    model = LearnedModel(spec.network, spec.observation_shape, spec.num_actions, observation_dtype=dtype)
-    return model, model.init(jax.random.PRNGKey(seed))
+    model = EfficientZeroModel(spec.network, spec.observation_shape, spec.num_actions, jnp.dtype(spec.observation_dtype))
+    return model, jax.jit(model.init)(jax.random.PRNGKey(seed))
 
 
 def observations(spec: ModelSpec, batch: int, seed: int = 0) -> jnp.ndarray:
@@ -97,20 +75,6 @@ def observations(spec: ModelSpec, batch: int, seed: int = 0) -> jnp.ndarray:
     if spec.observation_dtype == "uint8":
         return jnp.asarray(rng.integers(0, 256, shape, dtype=np.uint8))
     return jnp.asarray(rng.normal(size=shape).astype(spec.observation_dtype))
-
-
-def randomize_heads(params, key: jnp.ndarray, scale: float):
-    """Re-draws every all-zero weight matrix (the zero-initialised last layers of the
-    value, reward and policy heads) as ``scale * N(0, 1 / fan_in)``: an untrained
-    network whose outputs are noise rather than exactly zero."""
-    leaves, treedef = jax.tree_util.tree_flatten(params)
-    keys = jax.random.split(key, len(leaves))
-    out = []
-    for k, leaf in zip(keys, leaves):
-        if leaf.ndim >= 2 and not np.any(np.asarray(leaf)):
-            leaf = scale * jax.random.normal(k, leaf.shape, leaf.dtype) / np.sqrt(leaf.shape[-2])
-        out.append(leaf)
-    return jax.tree_util.tree_unflatten(treedef, out)
 
 
 def tree_depths(parents: np.ndarray) -> np.ndarray:
@@ -230,22 +194,20 @@ HEADER = (
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Search speed of dreamer.plan (pUCT and Gumbel).")
+    parser = Parser(prog="search_speed.py", description="Search speed of dreamer.plan (pUCT and Gumbel).")
     parser.add_argument("--quick", action="store_true", help="fewer batch sizes and repetitions (~2 min on a 2-core CPU)")
     parser.add_argument("--full", action="store_true", help="every batch size for every model, however slow (for a GPU)")
     parser.add_argument("--max-call-s", type=float, default=MAX_CALL_S, help="without --full, skip batches predicted slower than this per call")
     parser.add_argument("--batches", type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help="e.g. 1,8,64")
     parser.add_argument("--models", type=lambda s: tuple(s.split(",")), default=None, help="mlp,conv")
     parser.add_argument("--no-deep-chain", action="store_true", help="skip the deep-chain / max_depth section")
-    parser.add_argument(
-        "--deep-models", type=lambda s: tuple(s.split(",")), default=None,
-        help="models for the deep-chain section (default mlp,conv; mlp with --quick)",
-    )  # fmt: skip
+    parser.add_argument("--deep-models", type=lambda s: tuple(s.split(",")), default=None,
+                        help="models for the deep-chain section (default mlp,conv; mlp with --quick)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/search_speed_<backend>.json)")
     args = parser.parse_args(argv)
 
     models = args.models or tuple(MODELS)
-    for m in models:
+    for m in (*models, *(args.deep_models or ())):
         if m not in MODELS:
             parser.error(f"unknown model {m!r}; expected some of {tuple(MODELS)}")
     batches = args.batches or ((1, 8, 64) if args.quick else BATCHES)
@@ -253,11 +215,10 @@ def main(argv=None):
     deep_models = args.deep_models or (("mlp",) if args.quick else ("mlp", "conv"))
     deep_batch = {"mlp": 16, "conv": 4} if args.quick else {"mlp": 64, "conv": 16}
     deep = {"batch": {m: deep_batch[m] for m in deep_models}, "sims": (50, 200), "depths": (None, 10, 5)}
-    out_path = args.out or RESULTS / f"search_speed_{jax.default_backend()}.json"
+    out_path = parser.writable(args.out or RESULTS / f"search_speed_{jax.default_backend()}.json")
 
-    started = time.perf_counter()
-    info, commit = machine(), git_commit()
-    print(f"jax {info['jax']} on {info['devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}, commit {commit}")
+    started, info = time.perf_counter(), machine()
+    print(f"jax {info['jax']} on {info['devices']}, {info['cpu_count']} CPUs, mctx {info['mctx']}")
     print("\n== throughput (fresh parameters; ms / call = median wall time of one batched search) ==")
     print(HEADER)
     rows, skipped = throughput(models, batches, max_call_s=None if args.full else args.max_call_s, reps=reps, log=print)
@@ -268,29 +229,17 @@ def main(argv=None):
             print(f"\n== deep chains: pUCT max_depth, {m} model, batch {deep['batch'][m]} ==")
             deep_rows += deep_chain(m, deep["batch"][m], deep["sims"], deep["depths"], reps=reps, log=print)
 
-    result = {
-        "benchmark": "search_speed",
-        "commit": commit,
-        "machine": info,
-        "settings": {
-            "mode": "quick" if args.quick else ("full" if args.full else "default"),
-            "searches": SEARCHES,
-            "batches": list(batches),
-            "models": {m: dataclasses.asdict(MODELS[m]) for m in models},
-            "reps": {"min": reps[0], "max": reps[1], "target_s": reps[2]},
-            "timing": "compile_s = jit(...).lower(...).compile(); then one warm-up call; median_s over reps calls, each block_until_ready",
-            "planner_defaults": dataclasses.asdict(PlannerConfig()),
-            "deep_chain": deep,
-            "max_call_s": None if args.full else args.max_call_s,
-        },
-        "throughput": rows,
-        "skipped": skipped,
-        "deep_chain": deep_rows,
-        "total_s": time.perf_counter() - started,
+    settings = {
+        "mode": "quick" if args.quick else ("full" if args.full else "default"), "searches": SEARCHES,
+        "batches": list(batches), "models": {m: dataclasses.asdict(MODELS[m]) for m in models},
+        "reps": {"min": reps[0], "max": reps[1], "target_s": reps[2]}, "deep_chain": deep,
+        "timing": "compile_s = jit(...).lower(...).compile(); then one warm-up call; median_s over reps calls, each "
+                  "block_until_ready",
+        "planner_defaults": dataclasses.asdict(PlannerConfig()), "max_call_s": None if args.full else args.max_call_s,
     }
     print()
-    write_result(out_path, result)
-    print(f"total {result['total_s']:.0f} s")
+    write_result(out_path, {"benchmark": "search_speed", "machine": info, "settings": settings, "throughput": rows,
+                            "skipped": skipped, "deep_chain": deep_rows, "total_s": time.perf_counter() - started})
 
 
 if __name__ == "__main__":

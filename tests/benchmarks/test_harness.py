@@ -5,6 +5,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import pytest
 from benchmarks import harness
 
 
@@ -71,3 +72,63 @@ def test_write_result_fills_commit_date_machine(tmp_path, capsys):
     path = harness.write_result(tmp_path / "r2.json", {"commit": "abc", "machine": {"cpu_count": 1}})
     record = json.loads(path.read_text())
     assert record["commit"] == "abc" and record["machine"]["cpu_count"] == 1
+
+
+def test_parser_error_is_one_line(capsys):
+    parser = harness.Parser(prog="x.py")
+    parser.add_argument("--n", type=int)
+    with pytest.raises(SystemExit) as e:
+        parser.parse_args(["--n", "two"])
+    assert e.value.code == 2
+    assert capsys.readouterr().err.splitlines() == ["x.py: error: argument --n: invalid int value: 'two'"]
+
+
+def test_overrides_and_scale_rules():
+    from agents.efficientzero.presets import get_preset
+
+    base = get_preset("atari100k")
+    cfg = harness.apply_overrides(base, harness.scale_overrides(base))
+    assert (cfg.env.frame_size, cfg.env.grayscale, cfg.network.channels, cfg.replay.batch_size) == (64, True, 16, 16)
+    assert cfg.planner.num_simulations == 12 and cfg.network.head_hidden == (16,)
+    # the algorithm stays the preset's
+    for section, name in (("planner", "search"), ("learner", "unroll_steps"), ("loop", "replay_ratio"),
+                          ("learner", "updates_per_call"), ("replay", "min_size"), ("learner", "reanalyze_fraction")):
+        assert getattr(getattr(cfg, section), name) == getattr(getattr(base, section), name)
+    with pytest.raises(ValueError, match="batch_size"):
+        harness.apply_overrides(base, {"replay.batch_size": 10**6})
+
+
+def test_randomize_heads_redraws_only_zero_matrices():
+    params = {"w": jnp.zeros((4, 3)), "v": jnp.ones((4, 3)), "b": jnp.zeros(3)}
+    out = harness.randomize_heads(params, jax.random.PRNGKey(0), scale=2.0)
+    assert float(jnp.abs(out["w"]).sum()) > 0 and bool((out["v"] == 1).all()) and bool((out["b"] == 0).all())
+    assert 0.3 < float(jnp.std(harness.randomize_heads({"w": jnp.zeros((400, 300))}, jax.random.PRNGKey(1))["w"])) * 20 < 3
+
+
+@pytest.mark.parametrize("with_envs", [False, True])
+def test_fill_replay_writes_through_the_agents_observe(with_envs):
+    import agents.envs
+    from agents.efficientzero import get_preset, make_agent
+    from dreamer import replay as replay_lib
+
+    cfg = get_preset("debug")
+    envs = agents.envs.make(cfg.env, "train", 0)
+    agent = make_agent(cfg, envs.spec)
+    observe = jax.jit(agent.observe, donate_argnums=0)
+    state, times = harness.fill_replay(observe, jax.jit(agent.init)(jax.random.PRNGKey(0)), envs.spec, cfg.env.num_envs,
+                                       5, envs=envs if with_envs else None)
+    assert int(replay_lib.size(state.replay)) == 5 * cfg.env.num_envs
+    assert len(times["observe_s"]) == 5 and len(times["env_s"]) == (5 if with_envs else 0)
+    assert observe._cache_size() == 1
+    assert bool(jnp.allclose(state.replay.policy[:, :5].sum(-1), 1.0, atol=1e-5))
+    envs.close()
+
+
+def test_parser_writable(tmp_path, capsys):
+    parser = harness.Parser(prog="x.py")
+    assert parser.writable(tmp_path / "new" / "r.json") == tmp_path / "new" / "r.json" and (tmp_path / "new").is_dir()
+    (tmp_path / "file").write_text("")
+    with pytest.raises(SystemExit) as e:
+        parser.writable(tmp_path / "file" / "r.json")
+    (line,) = capsys.readouterr().err.splitlines()
+    assert e.value.code == 2 and line.startswith(f"x.py: error: cannot write {tmp_path / 'file' / 'r.json'}")
