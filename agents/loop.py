@@ -123,7 +123,7 @@ class _Run:
         self.observe = jax.jit(agent.observe, donate_argnums=0)
         self.train_step = jax.jit(agent.train, donate_argnums=0)
         agent_rng, self.rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
-        self.state = agent.init(agent_rng)
+        self.state = jax.jit(agent.init)(agent_rng)
         self.counters = Counters()
         self.games = np.zeros(2)  # training games ended since the last log, and their return sum
         self.train_metrics: dict = {}  # the last train call's metrics (device arrays until logged)
@@ -251,7 +251,13 @@ class _Run:
         with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
             json.dump(summary, f, indent=2)
         self.logger.close()
+        self.close()
         return c
+
+    def close(self) -> None:
+        """Closes the training and evaluation envs."""
+        for envs in (self.envs, self.eval_envs):
+            envs.close()
 
     def collect(self, bar, stop) -> None:
         """Acts, stores and trains until the env-step budget, evaluating, logging and

@@ -134,7 +134,7 @@ def versus_random(run_dir: str, episodes: int) -> dict:
     results = {}
     for name, policy in (("agent", agent_policy), ("random", random_policy)):
         t0 = time.time()
-        returns = evaluate(policy, params, envs[name], episodes, jax.random.PRNGKey(7), seed)
+        returns = evaluate(policy, params, envs[name], episodes, jax.random.PRNGKey(7), seed).returns
         envs[name].close()
         results[name] = {"returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns)),
                          "seconds": round(time.time() - t0, 1)}

@@ -6,9 +6,8 @@ method jitted alone with the real shapes: (1) ``sample``, (2) ``targets`` +
 ``observations`` (n-step targets, frame stacks), (3) ``bootstrap`` (target-param values),
 (4) ``reanalyse`` (the preset's search), (5) ``assemble``, (6) loss + gradient (with
 augmentation) and (7) optimiser + target refresh + priorities; and the whole
-``Learner.update``. Stages 6 and 7 have no method of their own: they are written here as
-``Learner.update`` writes them, from the library's ``loss_fn``, ``augment``,
-``make_optimizer`` and ``update_priorities``.
+``Learner.update``, which is made of exactly these methods (``loss_and_grad`` and
+``apply`` are stages 6 and 7).
 
 **FLOPs**: XLA's cost analysis (``jax.jit(f).lower(*shapes).compile().cost_analysis()``)
 needs shapes only, so the full-size presets are analysed on a CPU. XLA counts a loop body
@@ -48,18 +47,14 @@ from typing import Any, Callable
 import jax
 import jax.numpy as jnp
 import mctx
-import optax
 
 import agents.envs
 from agents.efficientzero import make_agent, make_model
 from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
 from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, markdown_table,
                                 randomize_heads, scale_overrides, time_stats, write_result)
-from dreamer import replay as replay_lib
-from dreamer.augment import augment
 from dreamer.config import Config, to_dict
-from dreamer.learner import Learner, TrainState, make_optimizer
-from dreamer.losses import loss_fn
+from dreamer.learner import Learner
 
 PRESETS = ("atari100k", "atari100k-gumbel")
 FULL_RUN_AGENT_STEPS = 100_000
@@ -84,7 +79,6 @@ warnings.filterwarnings("ignore", message="Some donated buffers were not usable"
 def stage_functions(learner: Learner) -> dict[str, Callable]:
     """Each stage of ``learner.update`` as a pure function of the previous stages' outputs."""
     lc = learner.learner
-    optimizer = make_optimizer(lc)
 
     def targets(replay, window):
         plan_ = learner.targets(window)
@@ -97,19 +91,11 @@ def stage_functions(learner: Learner) -> dict[str, Callable]:
         return learner.assemble(window, plan_, obs.unroll, boot_values, policy)
 
     def loss_grad(params, batch, rng):
-        if lc.augment and len(learner.model.observation_shape) == 3:
-            batch = batch._replace(obs=augment(rng, batch.obs))
-        (_, (_, priorities)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, learner.model, batch, lc)
+        grads, priorities, _ = learner.loss_and_grad(params, batch, rng)
         return priorities, grads
 
     def apply(state, replay, grads, window, priorities):
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        step = state.step + 1
-        refresh = step % lc.target_update_interval == 0
-        target_params = jax.tree_util.tree_map(lambda new, old: jnp.where(refresh, new, old), params, state.target_params)
-        replay = replay_lib.update_priorities(replay, window.env, window.start, priorities, learner.replay.priority_eps)
-        return TrainState(params, target_params, opt_state, step, state.rng), replay
+        return learner.apply(state, replay, grads, window, priorities)
 
     return {"sample": learner.sample, "targets": targets, "bootstrap": learner.bootstrap, "reanalyse": reanalyse,
             "assemble": assemble, "loss_grad": loss_grad, "apply": apply, "update": learner.update}

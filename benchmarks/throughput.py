@@ -158,7 +158,7 @@ def bf16_comparison(cfg: Config, spec, replay, reps: tuple) -> dict:
         "value_max_abs_err_rel_to_max": float(jnp.max(jnp.abs(i32.value - i16.value)) / jnp.max(jnp.abs(i32.value))),
         "policy_prob_max_abs_err": float(jnp.max(jnp.abs(probs[0] - probs[1]))),
         "loss_rel_err": abs(float(l16) - float(l32)) / max(abs(float(l32)), 1e-12),
-        "grad_rel_err": float(optax.global_norm(g16) / optax.global_norm(g32)),
+        "grad_rel_err": float(optax.tree.norm(g16) / optax.tree.norm(g32)),
         "batch_observations": int(flat_obs.shape[0]),
     }
 

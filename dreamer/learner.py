@@ -212,33 +212,44 @@ class Learner:
 
     def update(self, state: TrainState, replay: replay_lib.ReplayState):
         """One update: ``(state, replay) -> (state, replay, metrics)``."""
-        lc = self.learner
-        optimizer = make_optimizer(lc)
         rng, batch_rng, aug_rng = jax.random.split(state.rng, 3)
         beta = self.beta(state.step)
         batch, window, metrics = self.make_batch(state.params, state.target_params, replay, batch_rng, beta)
-        if lc.augment and len(self.model.observation_shape) == 3:
-            batch = batch._replace(obs=augment_branches(aug_rng, batch.obs))
-        grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-        (_, (loss_metrics, priorities)), grads = grad_fn(state.params, self.model, batch, lc)
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        step = state.step + 1
-        target_params = state.target_params
-        if lc.reanalyze != "sweep":  # a sweep refreshes the target params once per train call (see train)
-            refresh = step % lc.target_update_interval == 0
-            target_params = jax.tree_util.tree_map(lambda new, old: jnp.where(refresh, new, old), params,
-                                                   target_params)
-        replay = replay_lib.update_priorities(replay, window.env, window.start, priorities, self.replay.priority_eps)
+        grads, priorities, loss_metrics = self.loss_and_grad(state.params, batch, aug_rng)
+        state, replay = self.apply(state._replace(rng=rng), replay, grads, window, priorities)
         metrics = {
             **metrics,
             **loss_metrics,
             "train/grad_norm": optax.tree.norm(grads),
-            "train/learning_rate": learning_rate_schedule(lc)(state.step),
+            "train/learning_rate": learning_rate_schedule(self.learner)(state.step - 1),
             "train/priority_mean": jnp.mean(priorities),
             "train/beta": beta,
         }
-        return TrainState(params, target_params, opt_state, step, rng), replay, metrics
+        return state, replay, metrics
+
+    def loss_and_grad(self, params, batch: TrainBatch, rng: jnp.ndarray):
+        """Augments image batches, then ``(grads, priorities [B], loss metrics)``."""
+        lc = self.learner
+        if lc.augment and len(self.model.observation_shape) == 3:
+            batch = batch._replace(obs=augment_branches(rng, batch.obs))
+        (_, (metrics, priorities)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, self.model, batch, lc)
+        return grads, priorities, metrics
+
+    def apply(self, state: TrainState, replay: replay_lib.ReplayState, grads, window: replay_lib.Window,
+              priorities: jnp.ndarray):
+        """The optimiser step, the per-update target refresh (``reanalyze="batch"``; a sweep
+        refreshes once per train call) and the new priorities of the sampled positions."""
+        lc = self.learner
+        updates, opt_state = make_optimizer(lc).update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        step = state.step + 1
+        target_params = state.target_params
+        if lc.reanalyze != "sweep":
+            refresh = step % lc.target_update_interval == 0
+            target_params = jax.tree_util.tree_map(lambda new, old: jnp.where(refresh, new, old), params,
+                                                   target_params)
+        replay = replay_lib.update_priorities(replay, window.env, window.start, priorities, self.replay.priority_eps)
+        return TrainState(params, target_params, opt_state, step, state.rng), replay
 
     def train(self, state: TrainState, replay: replay_lib.ReplayState):
         """``updates_per_call`` updates scanned: ``(state, replay) -> (state, replay, mean metrics)``."""

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 from typing import NamedTuple
 
-import jax.numpy as jnp
 
 from agents.envs.base import EnvError, EnvSpec
 from dreamer import replay as replay_lib

@@ -18,7 +18,7 @@ def cartpole() -> Config:
     two actions, however small, into a full unit, so near-equal actions got near-one-hot
     policy targets and the policy flipped on noise. Batch 256: with 128, one seed in five
     (seed 1) stayed below 195 for 5,000 env steps; 256 halves the gradient noise and that
-    seed reached 195 at 1,000 steps (sweeps on a 2-core CPU, ``benchmarks/cartpole.py``).
+    seed reached 195 at 1,000 steps (sweeps on a 2-core CPU, ``benchmarks/learning.py``).
     """
     return Config(
         preset="cartpole",

@@ -77,7 +77,6 @@ def _random_rollout(fenv: MinAtarFunctional, key, steps: int):
     """Random actions through the functional env under one jit; also returns, per step,
     gymnax's own float observation of the new state (to check the bool frames are lossless)."""
     import jax
-    import jax.numpy as jnp
 
     n = fenv.num_envs
 
