@@ -129,6 +129,7 @@ class _Run:
         self.train_metrics: dict = {}  # the last train call's metrics (device arrays until logged)
         self.act_sums: dict = {}  # act metrics summed over the vector steps since the last log
         self.act_steps = 0
+        self.fused: FusedEnv | None = None  # the carry of a pure JAX env (see _fused_steps)
         self.checkpointer = ckpt_lib.Checkpointer(run_dir, keep=cfg.loop.keep_checkpoints)
         self.resumed = False
         if self.checkpointer.latest() is not None:
@@ -205,6 +206,7 @@ class _Run:
         the last log (the one host sync of the training loop)."""
         c = self.counters
         self.check_finite(self.train_metrics)
+        self.drain()
         metrics = {k: float(v) for k, v in self.train_metrics.items()}
         elapsed = max(self.logger.elapsed, 1e-9)
         metrics["speed/env_steps_per_s"] = c.env_steps / elapsed
@@ -312,7 +314,9 @@ class _Run:
 
     def _fused_steps(self):
         """Chunks of a pure JAX env's vector steps, each one compiled program: act, env step
-        and store for ``k`` vector steps, then the train calls they owe. No host work per step."""
+        and store for ``k`` vector steps, then the train calls they owe. No host work and no
+        host sync per chunk: the games ended and the act metrics add up on the device until
+        :meth:`log` reads them (:meth:`drain`)."""
         cfg, c, fenv = self.cfg, self.counters, self.envs.functional
         per_call, n = self.agent.updates_per_call, fenv.num_envs
         k = max(1, min(math.ceil(per_call / (n * cfg.loop.replay_ratio)), cfg.loop.eval_every // n))
@@ -320,22 +324,31 @@ class _Run:
         self.rng, init_key, key = jax.random.split(self.rng, 3)
         env_state, frame = jax.jit(fenv.init)(init_key)
         act_shape = jax.eval_shape(self.agent.act, self.state, key, fenv.observation(env_state), 1.0)
-        zero_sums = jax.tree_util.tree_map(lambda x: jnp.zeros((), jnp.float32), _means(act_shape.metrics))
-        carry = FusedEnv(env_state, frame, jnp.ones(n, bool), key, jnp.zeros(2, jnp.float32), zero_sums)
+        self._zero_sums = {name: jnp.zeros((), jnp.float32) for name in (act_shape.metrics or {})}
+        self.fused = FusedEnv(env_state, frame, jnp.ones(n, bool), key, jnp.zeros(2, jnp.float32), self._zero_sums)
+        self._fused_steps_since_drain = 0
         chunk = {t: jax.jit(functools.partial(fused_chunk, self.agent, fenv, k, t), donate_argnums=(0, 1))
                  for t in (0, calls)}
         while True:
             c.env_steps += k * n
             train = calls if self.updates_due() >= self.agent.updates_per_call * calls else 0
-            self.state, carry, metrics = chunk[train](self.state, carry, temperature_at(cfg, c.env_steps - k * n))
+            self.state, self.fused, metrics = chunk[train](self.state, self.fused, temperature_at(cfg, c.env_steps - k * n))
             if train:
                 c.updates += calls * per_call
                 self.train_metrics = metrics
             self.train_owed()
-            self.games += np.asarray(carry.games)  # games ended and their return sum, since the last chunk
-            self.add_act_metrics(jax.device_get(carry.act_sums), k)
-            carry = carry._replace(games=jnp.zeros(2, jnp.float32), act_sums=zero_sums)
+            self._fused_steps_since_drain += k
             yield k * n
+
+    def drain(self) -> None:
+        """Moves the device-side game counts and act metric sums of a fused env to the host."""
+        if self.fused is None:
+            return
+        games, sums = jax.device_get((self.fused.games, self.fused.act_sums))
+        self.games += games
+        self.add_act_metrics(sums, self._fused_steps_since_drain)
+        self.fused = self.fused._replace(games=jnp.zeros(2, jnp.float32), act_sums=self._zero_sums)
+        self._fused_steps_since_drain = 0
 
 
 def _means(metrics) -> dict:

@@ -235,3 +235,57 @@ def make_fake_envs(env_cfg, mode: str, seed: int) -> FakeEnvs:
     num_envs = env_cfg.num_eval_envs if evaluation else env_cfg.num_envs
     cap = env_cfg.eval_max_episode_steps if evaluation else env_cfg.max_episode_steps
     return FakeEnvs(num_envs, max_episode_steps=CORRIDOR_CAP if cap is None else cap)
+
+
+class FakeFunctional:
+    """The corridor of :class:`FakeEnvs` as a pure JAX :class:`~agents.envs.base.FunctionalEnv`
+    (the same tables, caps and autoreset), for tests of the loop's fused path."""
+
+    def __init__(self, num_envs: int, grid=CORRIDOR, moves=CORRIDOR_MOVES, max_episode_steps: int = CORRIDOR_CAP):
+        host = FakeEnvs(num_envs, grid, moves, max_episode_steps)
+        self.spec, self.num_envs, self.start, self.cap = host.spec, num_envs, host.start, max_episode_steps
+        self.tables = {k: np.asarray(v) for k, v in host.tables.items()}
+
+    def _frames(self, state):
+        import jax
+
+        return jax.nn.one_hot(state, self.spec.frame_shape[0], dtype=np.float32)
+
+    def init(self, key):
+        import jax.numpy as jnp
+
+        state = (jnp.full(self.num_envs, self.start, jnp.int32), jnp.zeros(self.num_envs, jnp.int32),
+                 jnp.zeros(self.num_envs, jnp.float32))
+        return state, self._frames(state[0])
+
+    def step(self, key, env_state, actions):
+        import jax.numpy as jnp
+
+        from agents.envs.base import FunctionalStep
+
+        pos, steps, returns = env_state
+        reward = jnp.asarray(self.tables["reward"])[pos, actions].astype(jnp.float32)
+        terminated = jnp.asarray(self.tables["discount"])[pos, actions] == 0.0
+        pos = jnp.asarray(self.tables["next"])[pos, actions].astype(jnp.int32)
+        steps, returns = steps + 1, returns + reward
+        truncated = ~terminated & (steps >= self.cap)
+        end = terminated | truncated
+        out = FunctionalStep(self._frames(jnp.where(end, self.start, pos)), reward, terminated, truncated, end,
+                             jnp.where(end, returns, 0.0))
+        state = (jnp.where(end, self.start, pos), jnp.where(end, 0, steps), jnp.where(end, 0.0, returns))
+        return state, out
+
+    def observation(self, env_state):
+        return self._frames(env_state[0])
+
+
+class FakeFusedEnvs(FakeEnvs):
+    """:class:`FakeEnvs` whose ``functional`` is :class:`FakeFunctional`: the loop fuses it."""
+
+    @property
+    def functional(self):
+        return FakeFunctional(self.num_envs, max_episode_steps=self.max_episode_steps)
+
+
+def make_fake_fused_envs(env_cfg, mode: str, seed: int) -> FakeFusedEnvs:
+    return FakeFusedEnvs(env_cfg.num_eval_envs if mode == "eval" else env_cfg.num_envs)

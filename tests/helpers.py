@@ -4,6 +4,7 @@ a run directory, and small configs."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.util
 import json
@@ -75,3 +76,57 @@ def debug_config(**sections):
         for name, value in sections.items()
     }
     return cfg.replace(**changes)
+
+
+@contextlib.contextmanager
+def count_host_reads(*modules):
+    """Counts every read of a JAX array's value on the host while the block runs: through
+    the array's own conversions (``float``, ``int``, ``bool``, ``item``, ``tolist``,
+    ``jax.device_get``) and through ``np.asarray`` / ``np.array`` as ``modules`` call them.
+
+    JAX's transfer guard cannot see these on a CPU, where device and host share memory, so
+    they are counted where they happen. Yields a one-item list holding the count.
+    """
+    import jax
+    import numpy as np
+    from jax._src.array import ArrayImpl
+
+    count = [0]
+    saved = {}
+
+    def counted_property(prop):
+        return property(lambda self: (count.__setitem__(0, count[0] + 1), prop.fget(self))[1])
+
+    def counted_method(method):
+        def call(self, *args, **kwargs):
+            count[0] += 1
+            return method(self, *args, **kwargs)
+
+        return call
+
+    for name in ("_value", "item", "tolist", "__array__"):
+        saved[name] = original = ArrayImpl.__dict__[name]
+        setattr(ArrayImpl, name, counted_property(original) if isinstance(original, property) else counted_method(original))
+
+    class CountingNumpy:
+        def __getattr__(self, name):
+            attr = getattr(np, name)
+            if name not in ("asarray", "array"):
+                return attr
+
+            def convert(x, *args, **kwargs):
+                count[0] += isinstance(x, jax.Array)
+                return attr(x, *args, **kwargs)
+
+            return convert
+
+    originals = [(module, module.np) for module in modules]
+    try:
+        for module in modules:
+            module.np = CountingNumpy()
+        yield count
+    finally:
+        for name, original in saved.items():
+            setattr(ArrayImpl, name, original)
+        for module, original in originals:
+            module.np = original
