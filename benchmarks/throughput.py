@@ -55,6 +55,7 @@ from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
 from agents.loop import open_run
 from benchmarks.harness import (RESULTS, CompileLog, Parser, apply_overrides, device_tag, fill_replay, machine,
                                 randomize_heads, scale_overrides, time_calls, time_stats, write_result)
+from dreamer import runtime
 from dreamer.config import Config, to_dict
 from dreamer.learner import Learner
 from dreamer.losses import loss_fn
@@ -267,7 +268,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-loop", action="store_true", help="skip the whole-loop section")
     parser.add_argument("--tag", default=None, help="results/throughput_<tag>.json (default from the device)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (overrides --tag)")
+    parser.add_argument("--no-command-buffers", action="store_true",
+                        help="leave XLA command buffers off on a GPU (dreamer.runtime sets them by default)")
     args = parser.parse_args(argv)
+    settings = runtime.configure(cache_dir="", command_buffers=not args.no_command_buffers)  # no cache: compiles count
     if args.loop_steps is not None and args.loop_steps < 1:
         parser.error(f"--loop-steps must be >= 1, got {args.loop_steps}")
     presets = tuple(dict.fromkeys(args.preset or PRESETS))
@@ -285,6 +289,7 @@ def main(argv=None) -> dict:
                duration(r["projection_full_run"]["measured_loop_s"]) if r["loop"] else "-"] for r in rows])
     result = {
         "benchmark": "throughput", "tag": tag, "scale": args.scale, "bf16": args.bf16, "presets": list(presets),
+        "runtime": settings,
         "machine": info,
         "timing": ("time.perf_counter; every timed call ends in jax.block_until_ready (or a host copy); compile_s = "
                    "first call - steady-state median; the agent state is donated and the returned one passed back"),

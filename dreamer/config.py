@@ -133,9 +133,11 @@ class ReplayConfig:
     min_size: int = 2_000  # transitions before training starts (EfficientZero: 2,000)
     frame_stack: int = 1  # frames stacked at sample time (Atari: 4)
     priority_eps: float = 1e-6  # added to new priorities so no transition gets probability 0
+    new_priority: str = "max"  # new data's priority: "max" (the buffer's current max, EfficientZero) or "running_max" (the largest ever)
 
     def __post_init__(self):
         _positive(self, "capacity", "batch_size", "min_size", "frame_stack", "beta_anneal_updates")
+        _choice(self, "new_priority", ("max", "running_max"))
         _unit(self, "alpha", "beta")
 
 

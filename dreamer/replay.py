@@ -16,7 +16,7 @@ written per call. Frames are stored once and stacked at sample time. A step stor
 
 Positions are addressed by ``(env, absolute step)``; the ring keeps absolute steps in
 ``[max(0, t - L), t - 1]``. New data enters at the buffer's current maximum priority (1 in
-an empty buffer), as in EfficientZero.
+an empty buffer), as in EfficientZero, or at the running maximum (see :func:`add`).
 
 Shapes: ``N`` envs, ``L`` ring length, ``A`` actions, ``B`` batch, ``W`` window.
 """
@@ -41,6 +41,7 @@ class ReplayState(NamedTuple):
     version: jnp.ndarray  # [N, L] int32 the sweep that wrote policy and value (-1: acting)
     priority: jnp.ndarray  # [N, L] float32 (0 where nothing is stored)
     t: jnp.ndarray  # [] int32, steps written per env (absolute)
+    max_priority: jnp.ndarray  # [] float32, the largest priority ever set (1 at the start)
 
 
 class Window(NamedTuple):
@@ -76,6 +77,7 @@ def init(num_envs: int, capacity: int, frame_shape: tuple[int, ...], frame_dtype
         version=jnp.full((n, length), -1, jnp.int32),
         priority=jnp.zeros((n, length), jnp.float32),
         t=jnp.zeros((), jnp.int32),
+        max_priority=jnp.ones((), jnp.float32),
     )
 
 
@@ -88,11 +90,20 @@ def size(state: ReplayState) -> jnp.ndarray:
     return jnp.minimum(state.t, ring_length(state)) * state.action.shape[0]
 
 
-def add(state: ReplayState, frame, action, reward, terminal, truncated, first, policy, value) -> ReplayState:
-    """Writes one vector step (leading axis ``N`` on every argument) at the buffer's max priority."""
+def add(state: ReplayState, frame, action, reward, terminal, truncated, first, policy, value,
+        new_priority: str = "max") -> ReplayState:
+    """Writes one vector step (leading axis ``N`` on every argument).
+
+    ``new_priority``: ``"max"`` gives it the buffer's current maximum priority (1 in an empty
+    buffer; EfficientZero), ``"running_max"`` the largest priority ever set, which never
+    comes down, so fresh data keeps the top priority.
+    """
     col = state.t % ring_length(state)
-    top = jnp.max(state.priority)
-    top = jnp.where(top > 0, top, 1.0)
+    if new_priority == "running_max":
+        top = state.max_priority
+    else:
+        top = jnp.max(state.priority)
+        top = jnp.where(top > 0, top, 1.0)
 
     def put(buf, x):
         x = jnp.asarray(x, buf.dtype)
@@ -217,4 +228,5 @@ def update_priorities(state: ReplayState, env: jnp.ndarray, start: jnp.ndarray, 
     """Sets new priorities at sampled positions (``[B]`` each)."""
     col = start % ring_length(state)
     new = jnp.maximum(priority.astype(jnp.float32), eps)
-    return state._replace(priority=state.priority.at[env, col].set(new))
+    return state._replace(priority=state.priority.at[env, col].set(new),
+                          max_priority=jnp.maximum(state.max_priority, jnp.max(new)))

@@ -45,6 +45,10 @@ def main(argv=None) -> int:
     import jax
     import numpy as np
 
+    from dreamer import runtime
+
+    runtime.configure()
+
     import agents.envs
     from agents.efficientzero import make_agent
     from agents.loop import EVAL_SEED_OFFSET, evaluate, restore_params

@@ -36,6 +36,10 @@ def main(argv=None) -> int:
     prog = "train.py"
     cfg, args = parse_config(sys.argv[1:] if argv is None else argv, prog, __doc__.split("\n")[0], TrainFlags)
 
+    from dreamer import runtime
+
+    runtime.configure()  # persistent compilation cache; XLA command buffers on a GPU
+
     # Validate the env before any compute is spent.
     import agents.envs
     from agents.efficientzero import check_env

@@ -97,7 +97,7 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
 
     def observe(state: AgentState, t: Transition) -> AgentState:
         replay = replay_lib.add(state.replay, t.frame, t.action, t.reward, t.terminated, t.truncated, t.first,
-                                t.acted.policy, t.acted.root_value)
+                                t.acted.policy, t.acted.root_value, new_priority=cfg.replay.new_priority)
         return state._replace(replay=replay)
 
     def train(state: AgentState):

@@ -37,7 +37,8 @@ def cartpole() -> Config:
         ),
         planner=PlannerConfig(search="gumbel", num_simulations=8, discount=0.99, max_num_considered_actions=2,
                               qtransform="completed_mix", rescale_values=False),
-        replay=ReplayConfig(capacity=20_000, batch_size=256, min_size=256, beta_anneal_updates=5_000),
+        replay=ReplayConfig(capacity=20_000, batch_size=256, min_size=256, beta_anneal_updates=5_000,
+                            new_priority="running_max"),
         learner=LearnerConfig(
             optimizer="adamw",
             learning_rate=3e-3,

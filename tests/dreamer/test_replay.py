@@ -15,7 +15,7 @@ from dreamer import replay as replay_lib
 
 NUM_ACTIONS = 3
 
-add = jax.jit(replay_lib.add)
+add = jax.jit(replay_lib.add, static_argnames="new_priority")
 sample = jax.jit(replay_lib.sample, static_argnames=("batch_size", "window", "alpha"))
 update_priorities = jax.jit(replay_lib.update_priorities)
 stacked_frames = jax.jit(replay_lib.stacked_frames, static_argnames=("stack",))
@@ -309,3 +309,17 @@ def test_jitted_sample_compiles_once():
         fn(state, jax.random.PRNGKey(seed))
         state = update_priorities(state, jnp.array([0]), jnp.array([seed]), jnp.array([2.0 + seed]))
     assert counter["traces"] == 1
+
+
+def test_running_max_priority_keeps_new_data_on_top():
+    """``new_priority="running_max"``: the largest priority ever set, even after it is lowered."""
+    n, length = 2, 8
+    state = fill(n, length, 3)
+    state = update_priorities(state, jnp.array([0]), jnp.array([1]), jnp.array([7.0]))
+    state = update_priorities(state, jnp.array([0]), jnp.array([1]), jnp.array([2.0]))
+    state = add(
+        state, frame=jnp.zeros((n, 1)), action=jnp.zeros(n, jnp.int32), reward=jnp.zeros(n),
+        terminal=jnp.zeros(n, bool), truncated=jnp.zeros(n, bool), first=jnp.zeros(n, bool),
+        policy=jnp.zeros((n, NUM_ACTIONS)), value=jnp.zeros(n), new_priority="running_max",
+    )
+    np.testing.assert_array_equal(np.asarray(state.priority)[:, 3], 7.0)
