@@ -30,14 +30,14 @@ from agents.envs.base import EnvSpec, FunctionalEnv, VectorEnv, game_info
 from dreamer import checkpoint as ckpt_lib
 from dreamer.agent import Agent, Transition
 from dreamer.config import Config, to_dict
-from dreamer.logger import Logger, git_commit, truncate_metrics
+from dreamer.logger import Logger, Progress, git_commit, truncate_metrics
 
 MakeAgent = Callable[[Config, EnvSpec], Agent]
 MakeEnvs = Callable[[Any, str, int], VectorEnv]
 
 # Config fields a resumed run may change (budget, clocks); anything else must match.
 RESUMABLE_FIELDS = ("loop.env_steps", "loop.eval_every", "loop.log_every_s", "loop.checkpoint_every_s",
-                    "loop.keep_checkpoints", "loop.stop_at_return")
+                    "loop.keep_checkpoints", "loop.thresholds", "loop.stop_when_held")
 EVAL_SEED_OFFSET = 10_000  # evaluation envs are seeded apart from the training envs
 
 
@@ -53,9 +53,10 @@ class Counters:
     episodes: int = 0
     last_eval_return: float = float("nan")
     best_eval_return: float = float("-inf")
-    first_reached_at: int | None = None  # env steps when the eval mean first reached loop.stop_at_return
-    first_reached_time: float | None = None
+    first_reached: dict = dataclasses.field(default_factory=dict)  # threshold -> {"env_steps", "seconds"} of its first crossing
+    held: int = 0  # evaluations in a row at or above loop.thresholds[0]
     wall_time: float = 0.0
+    stopped: str = ""  # why the run ended before its budget ("" if it did not)
 
 
 def temperature_at(cfg: Config, env_steps: int) -> float:
@@ -113,7 +114,7 @@ class _Run:
 
     def __init__(self, cfg: Config, make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str, *,
                  progress: bool, tensorboard: bool):
-        self.cfg, self.run_dir, self.progress = cfg, run_dir, progress
+        self.cfg, self.run_dir = cfg, run_dir
         os.makedirs(run_dir, exist_ok=True)
         self.envs = make_envs(cfg.env, "train", cfg.seed)
         self.eval_envs = make_envs(cfg.env, "eval", cfg.seed + EVAL_SEED_OFFSET)
@@ -141,6 +142,7 @@ class _Run:
             self.resumed = True
             truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), self.counters.env_steps)
         self.logger = Logger(run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
+        self.progress = Progress(cfg.loop.env_steps, self.counters.env_steps, enabled=progress)
         with open(os.path.join(run_dir, "config.json"), "w") as f:
             json.dump(to_dict(cfg), f, indent=2)
         with open(os.path.join(run_dir, "run.json"), "w") as f:
@@ -181,11 +183,13 @@ class _Run:
         mean = float(np.mean(result.returns))
         c.last_eval_return = mean
         c.best_eval_return = max(c.best_eval_return, mean)
-        target = cfg.loop.stop_at_return
-        if target is not None and mean >= target and c.first_reached_at is None:
-            c.first_reached_at = c.env_steps
-            c.first_reached_time = self.logger.elapsed
-        self.logger.write(c.env_steps, c.updates, result.metrics())
+        for threshold in cfg.loop.thresholds:
+            if mean >= threshold and f"{threshold:g}" not in c.first_reached:
+                c.first_reached[f"{threshold:g}"] = {"env_steps": c.env_steps, "seconds": round(self.logger.elapsed, 1)}
+        if cfg.loop.thresholds:
+            c.held = c.held + 1 if mean >= cfg.loop.thresholds[0] else 0
+        record = self.logger.write(c.env_steps, c.updates, result.metrics())
+        self.progress.show(record, c)
         return mean
 
     def check_finite(self, metrics: dict) -> None:
@@ -219,7 +223,9 @@ class _Run:
             c.episodes += int(games)
             metrics["train/episode_return"] = float(returns / games)
         self.games = np.zeros(2)
-        return self.logger.write(c.env_steps, c.updates, metrics)
+        record = self.logger.write(c.env_steps, c.updates, metrics)
+        self.progress.show(record, c)
+        return record
 
     def add_act_metrics(self, sums: dict, steps: int) -> None:
         for name, value in sums.items():
@@ -234,10 +240,7 @@ class _Run:
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> Counters:
         with install_signal_handlers() as stop:
-            bar = _progress_bar(self.cfg.loop.env_steps, self.progress)
-            bar.update(self.counters.env_steps)
-            self.collect(bar, stop)
-            bar.close()
+            self.collect(stop)
             if stop:
                 print(f"signal {stop.signum}: checkpointing at {self.counters.env_steps} env steps and stopping", flush=True)
             elif self.counters.env_steps >= self.cfg.loop.env_steps and self.cfg.loop.extra_updates:
@@ -245,6 +248,7 @@ class _Run:
                     self.train_metrics = self.train_once()
                 self.run_evaluation()
             self.log()
+            self.progress.close()
             self.save()
         c = self.counters
         c.wall_time = self.logger.elapsed
@@ -261,7 +265,7 @@ class _Run:
         for envs in (self.envs, self.eval_envs):
             envs.close()
 
-    def collect(self, bar, stop) -> None:
+    def collect(self, stop) -> None:
         """Acts, stores and trains until the env-step budget, evaluating, logging and
         checkpointing on their clocks between vector steps (or fused chunks of them)."""
         cfg, c = self.cfg, self.counters
@@ -269,17 +273,16 @@ class _Run:
         next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
         last_log = last_save = time.time()
         for n in steps:
-            bar.update(n)
+            self.progress.update(n)
             if c.env_steps >= next_eval or c.env_steps >= cfg.loop.env_steps:
                 next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
                 self.run_evaluation()
-                if cfg.loop.stop_at_return is not None and c.first_reached_at is not None:
+                if cfg.loop.stop_when_held and c.held >= cfg.loop.stop_when_held:
+                    c.stopped = (f"the evaluation held {cfg.loop.thresholds[0]:g} for {c.held} evaluations in a row")
                     break
             if time.time() - last_log >= cfg.loop.log_every_s:
                 last_log = time.time()
-                record = self.log()
-                bar.set_postfix(updates=c.updates, ups=f"{record.get('speed/updates_per_s', 0):.1f}",
-                                eval=f"{c.last_eval_return:.1f}")
+                self.log()
             if time.time() - last_save >= cfg.loop.checkpoint_every_s:
                 last_save = time.time()
                 self.save()
@@ -450,9 +453,3 @@ def install_signal_handlers() -> Iterator[ShutdownFlag]:
         yield flag
     finally:
         put_back()
-
-
-def _progress_bar(total: int, enabled: bool):
-    from tqdm import tqdm
-
-    return tqdm(total=total, unit="step", disable=not enabled, dynamic_ncols=True, desc="env steps")

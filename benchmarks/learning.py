@@ -22,13 +22,12 @@ agent's actions that press FIRE (a greedy agent that never fires never launches 
 in Breakout).
 
 Prints a table and writes ``benchmarks/results/learning_<preset>_<env>.json`` (machine and
-commit included) and the evaluation curves beside it as a PNG (``scripts/plot.py``).
+commit included) and the evaluation curves beside it as a PNG (``agents.plots``).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import subprocess
@@ -38,6 +37,7 @@ import time
 
 import numpy as np
 
+from agents.plots import plot_runs
 from benchmarks.harness import RESULTS, ROOT, Parser, write_result
 from dreamer.logger import read_metrics
 
@@ -153,16 +153,6 @@ def versus_random(run_dir: str, episodes: int) -> dict:
     }
 
 
-def load_plot_runs():
-    """``plot_runs`` from scripts/plot.py (a script, not a package: loaded by path)."""
-    path = ROOT / "scripts" / "plot.py"
-    spec = importlib.util.spec_from_file_location("dreamer_scripts_plot", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses resolve their module through sys.modules
-    spec.loader.exec_module(module)
-    return module.plot_runs
-
-
 def parse(argv: list[str]):
     extra = argv[argv.index("--") + 1:] if "--" in argv else []
     own = argv[: argv.index("--")] if "--" in argv else argv
@@ -234,7 +224,7 @@ def main(argv=None) -> int:
     try:
         random_means = [r["vs_random"]["random"]["mean"] for r in rows] if args.vs_random else []
         references = [("random policy", float(np.mean(random_means)))] if random_means else []
-        load_plot_runs()([r["run_dir"] for r in rows], str(path.with_suffix(".png")), metrics=["eval/return_mean"],
+        plot_runs([r["run_dir"] for r in rows], str(path.with_suffix(".png")), metrics=["eval/return_mean"],
                          threshold=args.threshold, references=references)
         print(f"wrote {path.with_suffix('.png')}")
     except (ImportError, OSError, ValueError) as e:  # the JSON is the result; the figure is a convenience

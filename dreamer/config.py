@@ -216,11 +216,15 @@ class LoopConfig:
     log_every_s: float = 10.0  # seconds between metric log lines
     checkpoint_every_s: float = 600.0  # seconds between checkpoints
     keep_checkpoints: int = 2  # newest checkpoints kept on disk
-    stop_at_return: float | None = None  # stop early once the eval mean reaches this
+    thresholds: tuple[float, ...] = ()  # eval returns whose first crossing summary.json records (env steps, seconds)
+    stop_when_held: int = 0  # stop once the eval mean reached thresholds[0] this many evaluations in a row (0: never)
 
     def __post_init__(self):
         _positive(self, "env_steps", "replay_ratio", "eval_every", "log_every_s", "checkpoint_every_s", "keep_checkpoints")
         _require(self.extra_updates >= 0, f"LoopConfig.extra_updates must be >= 0, got {self.extra_updates}")
+        _require(self.stop_when_held >= 0, f"LoopConfig.stop_when_held must be >= 0, got {self.stop_when_held}")
+        _require(not self.stop_when_held or len(self.thresholds) > 0,
+                 "LoopConfig.stop_when_held needs a threshold to hold: set loop.thresholds")
 
 
 @dataclass(frozen=True)

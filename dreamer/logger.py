@@ -97,3 +97,73 @@ def git_commit() -> str:
         return (commit + ("-dirty" if dirty else "")) if commit else "unknown"
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(round(seconds))
+    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
+
+
+class Progress:
+    """What a person watching a run sees: a progress bar on a terminal, or, when the output
+    is a file or a pipe, one text line per log record (the convention of cleanrl and
+    Stable-Baselines3 logs), so a redirected log stays readable.
+
+    ``show(record, counters)`` takes each record the logger wrote (train metrics or an
+    evaluation); the bar's postfix and the lines carry env steps, the training games' return,
+    the last evaluation, the loss terms and the speeds.
+    """
+
+    LOSSES = (("loss/value", "v"), ("loss/policy", "p"), ("loss/reward", "r"), ("loss/consistency", "c"))
+
+    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, stream=None):
+        import sys
+
+        self.total, self.enabled = total, enabled
+        self.stream = stream or sys.stdout
+        self.bar = None
+        self.fields: dict[str, str] = {}
+        if enabled and hasattr(self.stream, "isatty") and self.stream.isatty():
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, initial=initial, unit="step", dynamic_ncols=True, desc="env steps",
+                            file=self.stream)
+
+    def update(self, steps: int) -> None:
+        if self.bar is not None:
+            self.bar.update(steps)
+
+    def show(self, record: Mapping[str, float], counters) -> None:
+        """Takes one log record (train metrics, or an evaluation's)."""
+        if not self.enabled:
+            return
+        f = self.fields
+        if "eval/return_mean" in record:
+            f["eval"] = f"{record['eval/return_mean']:.1f}"
+            if self.bar is not None:
+                self.bar.set_postfix({k: v for k, v in f.items() if k in ("return", "eval")}, refresh=True)
+            else:
+                capped = record.get("eval/capped_fraction", 0.0)
+                print(f"env steps {record['env_steps']:,}/{self.total:,} | evaluation: return "
+                      f"{record['eval/return_mean']:.1f} ± {record['eval/return_std']:.1f} over "
+                      f"{int(record['eval/episodes'])} games" + (f", {capped:.0%} cut at the step cap" if capped else "")
+                      + f" | {_duration(record['time'])}", file=self.stream, flush=True)
+            return
+        if "train/episode_return" in record:
+            f["return"] = f"{record['train/episode_return']:.1f}"
+        if "loss/total" in record:
+            parts = " ".join(f"{short} {record[k]:.2f}" for k, short in self.LOSSES if k in record)
+            f["loss"] = f"{record['loss/total']:.2f} ({parts})"
+        if "speed/env_steps_per_s" in record:
+            f["speed"] = f"{record['speed/env_steps_per_s']:.0f} steps/s, {record['speed/updates_per_s']:.1f} updates/s"
+        if self.bar is not None:
+            self.bar.set_postfix({k: v for k, v in f.items() if k in ("return", "eval")}, refresh=True)
+            return
+        line = [f"env steps {record['env_steps']:,}/{self.total:,}", f"updates {record['updates']:,}"]
+        line += [f"{name} {f[name]}" for name in ("return", "eval", "loss", "speed") if name in f]
+        line.append(_duration(record["time"]))
+        print(" | ".join(line), file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -7,8 +7,8 @@ Call :func:`configure` once, before the first JAX computation (the scripts do).
   time: seconds on a CPU, about 50 s at the Atari presets on a GPU. JAX's persistent cache
   stores the compiled programs on disk, so a repeated or resumed run with the same shapes
   skips them (measured on a 2-core CPU, the debug preset: 28 s to 7 s from launch to
-  exit). Directory: ``$DREAMER_COMPILE_CACHE``, default ``~/.cache/dreamer/jax``, at most
-  4 GiB (``DREAMER_COMPILE_CACHE=`` turns it off).
+  exit). Directory: ``$DREAMER_COMPILE_CACHE``, default ``~/.cache/dreamer/jax``
+  (``DREAMER_COMPILE_CACHE=`` turns it off).
 * **Command buffers (GPU).** mctx runs its simulations in data-dependent ``while`` loops,
   and on a GPU each iteration sends its condition to the host: 23 to 26 µs per iteration on
   an H200. Recorded as CUDA graphs (``--xla_gpu_enable_command_buffer`` with ``WHILE`` and
@@ -56,6 +56,5 @@ def configure(cache_dir: str | None = None, command_buffers: bool = True) -> dic
         os.makedirs(cache, exist_ok=True)
         jax.config.update("jax_compilation_cache_dir", cache)
         jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
-        jax.config.update("jax_compilation_cache_max_size", 4 << 30)  # bytes; the oldest entries go first
         done["compilation_cache"] = cache
     return done

@@ -28,8 +28,9 @@ class TrainFlags:
     """This script's own flags (hyphenated aliases: see agents/cli.py)."""
 
     run_dir: Annotated[Optional[str], tyro.conf.arg(aliases=("--run-dir",), metavar="DIR", help_behavior_hint="")] = None  # run directory (default: runs/<preset>-<env>-s<seed>-<time>)
-    no_progress: Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))] = False  # no progress bar
+    no_progress: Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))] = False  # no progress bar or progress lines
     no_tensorboard: Annotated[bool, tyro.conf.arg(aliases=("--no-tensorboard",))] = False  # no TensorBoard event files
+    no_plot: Annotated[bool, tyro.conf.arg(aliases=("--no-plot",))] = False  # no curves.png at the end
 
 
 def main(argv=None) -> int:
@@ -78,12 +79,34 @@ def main(argv=None) -> int:
     except NonFiniteLossError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 3
-    print(
-        f"done: {counters.env_steps} env steps, {counters.updates} updates, "
-        f"last eval return {counters.last_eval_return:.1f}, {counters.wall_time:.0f}s",
-        file=sys.stderr,
-    )
+    report(cfg, counters, run_dir, plot=not args.no_plot)
     return 0
+
+
+def report(cfg, counters, run_dir: str, plot: bool = True) -> None:
+    """The end of a run in a few lines: the threshold, the final evaluation, where things are."""
+    minutes, seconds = divmod(int(round(counters.wall_time)), 60)
+    lines = [f"done in {minutes}m{seconds:02d}s: {counters.env_steps:,} env steps, {counters.updates:,} updates"
+             + (f" (stopped early: {counters.stopped})" if counters.stopped else "")]
+    for threshold in cfg.loop.thresholds:
+        hit = counters.first_reached.get(f"{threshold:g}")
+        lines.append(f"eval return first reached {threshold:g} at {hit['env_steps']:,} env steps, {hit['seconds']:.0f} s"
+                     if hit else f"eval return never reached {threshold:g}")
+    if counters.evaluations:
+        note = "" if cfg.env.eval_episodes >= 10 else f" (only {cfg.env.eval_episodes} games: a smoke test, not a score)"
+        lines.append(f"final eval return {counters.last_eval_return:.1f} over {cfg.env.eval_episodes} games{note}; "
+                     f"best {counters.best_eval_return:.1f}")
+    lines.append(f"run directory: {run_dir}")
+    if plot:
+        try:
+            from agents.plots import plot_runs
+
+            out = os.path.join(run_dir, "curves.png")
+            plot_runs([run_dir], out, metrics=["eval/return_mean"], threshold=(cfg.loop.thresholds or [None])[0])
+            lines.append(f"learning curve: {out}  (more: python scripts/plot.py {run_dir})")
+        except Exception as e:  # a plot is a convenience; the run is done either way
+            lines.append(f"no plot ({type(e).__name__}: {e})")
+    print("\n".join(lines), file=sys.stderr)
 
 
 if __name__ == "__main__":

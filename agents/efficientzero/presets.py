@@ -55,6 +55,8 @@ def cartpole() -> Config:
         ),
         loop=LoopConfig(
             env_steps=10_000,
+            thresholds=(195.0,),  # CartPole-v0 is solved at an average return of 195
+            stop_when_held=2,  # the default run ends once two evaluations in a row reach it
             replay_ratio=1.0,
             temperature_schedule=((0.5, 1.0), (0.75, 0.5), (1.0, 0.25)),
             eval_every=500,

@@ -28,9 +28,21 @@ def _quiet_deprecations():
         yield
 
 
+# gymnasium families that need an optional dependency, and the extra of ours that brings it.
+EXTRAS = {"Box2D": "box2d", "mujoco": "mujoco", "pygame": "classic-control"}
+
+
 def _make(env_id: str, **kwargs):
-    with _quiet_deprecations():
-        return gym.make(env_id, **kwargs)
+    """``gym.make`` with a one-line :class:`EnvError` naming our extra when a family's
+    dependency is missing (gymnasium's own error is a multi-line traceback)."""
+    try:
+        with _quiet_deprecations():
+            return gym.make(env_id, **kwargs)
+    except gym.error.DependencyNotInstalled as e:
+        text = str(e)
+        extra = next((x for name, x in EXTRAS.items() if name.lower() in text.lower()), None)
+        how = f'pip install -e ".[{extra}]"' if extra else text.split(".")[0]
+        raise EnvError(f"{env_id} needs a package that is not installed: {how}") from None
 
 
 def check_env_id(env_id: str) -> None:

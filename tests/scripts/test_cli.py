@@ -120,7 +120,8 @@ def test_train_help_subprocess():
         (["--seed", "x"], "train.py: error: --seed: expected an integer, got 'x'"),
         (["--steps"], "train.py: error: --steps: expected an integer, got nothing"),
         (["--learner.learning_rate", "fast"], "train.py: error: --learner.learning_rate: expected a float, got 'fast'"),
-        (["--loop.stop_at_return", "high"], "train.py: error: --loop.stop_at_return: expected a float or None, got 'high'"),
+        (["--loop.thresholds", "high"], "train.py: error: --loop.thresholds: expected a list of floats, got 'high'"),
+        (["--planner.max_depth", "deep"], "train.py: error: --planner.max_depth: expected an integer or None, got 'deep'"),
         (["--env.grayscale", "maybe"], "train.py: error: --env.grayscale: expected true or false, got 'maybe'"),
         (["--network.hidden", "64", "x"], "train.py: error: --network.hidden: expected a list of integers, got '64 x'"),
         (["--network.value_support", "1", "2"],
@@ -136,7 +137,7 @@ def test_train_help_subprocess():
         (["stray"], "train.py: error: unexpected argument 'stray'"),
         (["--preset", "cartpol"],
          "train.py: error: --preset: unknown preset 'cartpol' (known: atari-debug, atari100k, atari100k-gumbel, cartpole, "
-         "debug); did you mean cartpole?"),
+         "debug, minatar); did you mean cartpole?"),
     ],
 )
 def test_refusal_is_one_line_naming_the_flag_typed(capsys, argv, line):
@@ -219,8 +220,10 @@ def test_full_flags_hyphen_spellings_and_script_flags():
         (["--env.grayscale", "Yes"], "env.grayscale", True),
         (["--network.value_prefix", "0"], "network.value_prefix", False),
         (["--network.value_prefix", "False"], "network.value_prefix", False),
-        (["--loop.stop_at_return", "195"], "loop.stop_at_return", 195.0),
-        (["--loop.stop_at_return", "none"], "loop.stop_at_return", None),
+        (["--loop.thresholds", "195"], "loop.thresholds", (195.0,)),
+        (["--loop.thresholds", "100", "195"], "loop.thresholds", (100.0, 195.0)),
+        (["--planner.max_depth", "none"], "planner.max_depth", None),
+        (["--planner.max_depth", "10"], "planner.max_depth", 10),
         (["--planner.qtransform", "min_max"], "planner.qtransform", "min_max"),
         (["--env.max_episode_steps", "null"], "env.max_episode_steps", None),
     ],

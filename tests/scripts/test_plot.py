@@ -1,15 +1,15 @@
-"""scripts/plot.py on synthetic run directories (no training): labels, grouping, bands, lines, refusals."""
+"""scripts/plot.py (agents/plots.py) on synthetic run directories (no training): labels, grouping, bands, lines, refusals."""
 
 import json
 import os
 
 import numpy as np
 import pytest
-from helpers import load_script, run_script
+from helpers import run_script
 from matplotlib.collections import PolyCollection
 from scipy.stats import trim_mean
 
-plot = load_script("plot")
+import agents.plots as plot  # noqa: E402
 
 EVAL_STEPS = [500, 1000, 1500, 2000, 2500, 3000]
 
