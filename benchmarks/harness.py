@@ -262,14 +262,16 @@ def randomize_heads(params, key: jnp.ndarray, scale: float = 1.0):
     return jax.tree_util.tree_unflatten(treedef, out)
 
 
-def fill_replay(observe: Callable, state, spec, num_envs: int, vector_steps: int, envs=None, seed: int = 0):
+def fill_replay(observe: Callable, state, spec, num_envs: int, vector_steps: int, envs=None, seed: int = 0,
+                template: ActOutput | None = None):
     """Writes ``vector_steps`` vector steps into an agent's replay with its jitted
     ``observe(state, Transition) -> state`` (donated: the returned state is kept). Frames,
     rewards and ends are ``envs``' own, stepped with random actions (each step timed with
     the ``observation`` the loop reads after it), or random without ``envs``; search
     policies and values are random. Arguments have the loop's kinds (numpy env data, device
     act outputs), so ``observe`` compiles once for both. Returns ``(state, {"env_s": [...],
-    "observe_s": [...]})``, wall times per vector step."""
+    "observe_s": [...]})``, wall times per vector step. ``template``: an output of the agent's
+    own ``act`` (with its diagnostics), whose structure the stored act outputs keep."""
     rng = np.random.default_rng(seed)
     n, a = num_envs, spec.num_actions
 
@@ -286,8 +288,9 @@ def fill_replay(observe: Callable, state, spec, num_envs: int, vector_steps: int
         logits = rng.normal(size=(n, a))
         policy = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
         value = rng.normal(size=n)
-        acted = ActOutput(jnp.asarray(action), jnp.asarray(policy, jnp.float32), jnp.asarray(value, jnp.float32),
-                          jnp.asarray(value, jnp.float32))
+        acted = (template or ActOutput(None, None, None, None))._replace(
+            action=jnp.asarray(action), policy=jnp.asarray(policy, jnp.float32),
+            root_value=jnp.asarray(value, jnp.float32), predicted_value=jnp.asarray(value, jnp.float32))
         if envs is not None:
             t0 = time.perf_counter()
             next_frames, reward, terminated, truncated, _ = envs.step(action)

@@ -211,7 +211,10 @@ def run_preset(name: str, args, log: CompileLog) -> dict:
         print(f"  run opened in {build_s:.1f} s: obs {spec.observation_shape} {np.dtype(spec.frame_dtype).name}, "
               f"{spec.num_actions} actions, {n} envs", flush=True)
 
-        run.state, fill = fill_replay(run.observe, run.state, spec, n, prefill, envs=run.envs)
+        shapes = jax.eval_shape(lambda *a: run.agent.act(*a), run.state, jax.random.PRNGKey(0),
+                                jax.ShapeDtypeStruct((n, *spec.observation_shape), spec.frame_dtype), 1.0)
+        template = jax.tree_util.tree_map(lambda x: jnp.zeros(x.shape, x.dtype), shapes)  # the act output's structure
+        run.state, fill = fill_replay(run.observe, run.state, spec, n, prefill, envs=run.envs, template=template)
         env_s, add_s = (time_stats(fill[k][1:] or fill[k]) for k in ("env_s", "observe_s"))  # the first: compiles
         env = {"num_envs": n, "vector_steps": prefill - 1, "vector_step_ms": 1e3 * env_s["median_s"],
                "agent_steps_per_s": n / env_s["median_s"], "add_ms": 1e3 * add_s["median_s"],

@@ -88,13 +88,16 @@ def atari100k() -> Config:
     """EfficientZero's Atari-100k settings (``../shared/PROTOCOL.md``; Ye et al. 2021, config/atari).
 
     Deviations: layer norm over each sample's (H, W, C) instead of batch norm (pure
-    functions, see networks.py); 8 training envs (any number is allowed as long as the
-    total is 100k agent steps). Latents are not min-max normalised (EfficientZero's Atari
-    config: ``state_norm`` off).
+    functions, see networks.py); 16 training envs behind each search call (any number is
+    allowed as long as the total is 100k agent steps); reanalysis by sweeps of the whole
+    replay with each new target network (dreamer/reanalyze.py: the same targets as
+    EfficientZero's per-batch reanalysis, which also searches with the target params, for
+    about a fifth of the searches). Latents are not min-max normalised (EfficientZero's
+    Atari config: ``state_norm`` off).
     """
     return Config(
         preset="atari100k",
-        env=EnvConfig(id="Breakout", num_envs=8, num_eval_envs=32, eval_episodes=32, frame_size=96, grayscale=False),
+        env=EnvConfig(id="Breakout", num_envs=16, num_eval_envs=32, eval_episodes=32, frame_size=96, grayscale=False),
         network=NetworkConfig(
             kind="conv", channels=64, blocks=1, reduced_channels=16, head_hidden=(32,),
             lstm_hidden=512,  # value-prefix LSTM hidden 512
@@ -115,7 +118,7 @@ def atari100k() -> Config:
             optimizer="sgd", learning_rate=0.2, warmup_updates=1_000, lr_decay_updates=100_000, lr_decay_factor=0.1,
             momentum=0.9, weight_decay=1e-4, max_grad_norm=5.0, unroll_steps=5, td_steps=5,
             td_age_step=30_000,  # td = clip(5 - age // 30000, 1, 5)
-            target_update_interval=200, reanalyze_fraction=0.99,
+            target_update_interval=200, reanalyze="sweep", sweep_chunk=8192, reanalyze_fraction=0.99,
             value_loss_weight=0.25, reward_loss_weight=1.0, policy_loss_weight=1.0, consistency_loss_weight=2.0,
             updates_per_call=8, augment=True,
         ),
