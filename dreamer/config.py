@@ -169,6 +169,7 @@ class LearnerConfig:
     consistency_loss_weight: float = 2.0  # weight of the SimSiam self-supervised consistency loss
     updates_per_call: int = 1  # updates scanned inside one jitted train call
     augment: bool = False  # random shift + intensity (images only)
+    flat_optimizer: bool = False  # run the optimiser over one flat buffer of all params (fewer, larger kernels)
     scale_loss_by_unroll: bool = True  # loss x 1/unroll_steps before gradient clipping (EfficientZero and V2)
     reanalyze_with: str = "target"  # params of the reanalysis search: "target" (EfficientZero) or "online"
 

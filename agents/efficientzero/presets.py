@@ -120,7 +120,7 @@ def atari100k() -> Config:
             td_age_step=30_000,  # td = clip(5 - age // 30000, 1, 5)
             target_update_interval=200, reanalyze="sweep", sweep_chunk=8192, reanalyze_fraction=0.99,
             value_loss_weight=0.25, reward_loss_weight=1.0, policy_loss_weight=1.0, consistency_loss_weight=2.0,
-            updates_per_call=8, augment=True,
+            updates_per_call=8, augment=True, flat_optimizer=True,
         ),
         loop=LoopConfig(
             env_steps=100_000, replay_ratio=1.0, extra_updates=20_000,  # 100k updates with collection + 20k after
