@@ -327,8 +327,8 @@ class _Run:
         self.rng, init_key, key = jax.random.split(self.rng, 3)
         env_state, frame = jax.jit(fenv.init)(init_key)
         act_shape = jax.eval_shape(self.agent.act, self.state, key, fenv.observation(env_state), 1.0)
-        self._zero_sums = {name: jnp.zeros((), jnp.float32) for name in (act_shape.metrics or {})}
-        self.fused = FusedEnv(env_state, frame, jnp.ones(n, bool), key, jnp.zeros(2, jnp.float32), self._zero_sums)
+        self._act_names = tuple(act_shape.metrics or {})
+        self.fused = FusedEnv(env_state, frame, jnp.ones(n, bool), key, *self._zero_stats())
         self._fused_steps_since_drain = 0
         chunk = {t: jax.jit(functools.partial(fused_chunk, self.agent, fenv, k, t), donate_argnums=(0, 1))
                  for t in (0, calls)}
@@ -350,8 +350,12 @@ class _Run:
         games, sums = jax.device_get((self.fused.games, self.fused.act_sums))
         self.games += games
         self.add_act_metrics(sums, self._fused_steps_since_drain)
-        self.fused = self.fused._replace(games=jnp.zeros(2, jnp.float32), act_sums=self._zero_sums)
+        games, act_sums = self._zero_stats()  # new buffers: the chunks donate the carry
+        self.fused = self.fused._replace(games=games, act_sums=act_sums)
         self._fused_steps_since_drain = 0
+
+    def _zero_stats(self) -> tuple:
+        return jnp.zeros(2, jnp.float32), {name: jnp.zeros((), jnp.float32) for name in self._act_names}
 
 
 def _means(metrics) -> dict:

@@ -55,6 +55,7 @@ from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fi
                                 randomize_heads, scale_overrides, time_stats, write_result)
 from dreamer.config import Config, to_dict
 from dreamer.learner import Learner
+from dreamer.planner import plan
 
 PRESETS = ("atari100k", "atari100k-gumbel")
 FULL_RUN_AGENT_STEPS = 100_000
@@ -64,8 +65,8 @@ STAGES = ("sample", "targets", "bootstrap", "reanalyse", "assemble", "loss_grad"
 LABELS = {
     "sample": "(1) sample",
     "targets": "(2) n-step targets + frame stacks",
-    "bootstrap": "(3) bootstrap values (target params)",
-    "reanalyse": "(4) reanalysis search",
+    "bootstrap": "(3) bootstrap values (target params, or stored by the last sweep)",
+    "reanalyse": "(4) reanalysis search (or the stored sweep policies)",
     "assemble": "(5) assemble value targets and batch",
     "loss_grad": "(6) loss + gradient (+ augment)",
     "apply": "(7) optimiser + target refresh + priorities",
@@ -79,13 +80,20 @@ warnings.filterwarnings("ignore", message="Some donated buffers were not usable"
 def stage_functions(learner: Learner) -> dict[str, Callable]:
     """Each stage of ``learner.update`` as a pure function of the previous stages' outputs."""
     lc = learner.learner
+    sweep = lc.reanalyze == "sweep"  # the batch gathers what the last reanalysis sweep stored
 
     def targets(replay, window):
         plan_ = learner.targets(window)
-        return plan_, learner.observations(replay, window, plan_)
+        return plan_, learner.observations(replay, window, plan_, bootstrap=not sweep)
+
+    def bootstrap(target_params, replay, window, plan_, obs):
+        if sweep:
+            return learner.stored_bootstrap(replay, window, plan_)
+        return learner.bootstrap(target_params, obs.bootstrap)
 
     def reanalyse(params, rng, obs, window):
-        return learner.reanalyse(params, rng, obs.unroll, window.policy[:, : lc.unroll_steps + 1])[0]
+        stored = window.policy[:, : lc.unroll_steps + 1]
+        return stored if sweep else learner.reanalyse(params, rng, obs.unroll, stored)[0]
 
     def assemble(window, plan_, obs, boot_values, policy):
         return learner.assemble(window, plan_, obs.unroll, boot_values, policy)
@@ -97,7 +105,7 @@ def stage_functions(learner: Learner) -> dict[str, Callable]:
     def apply(state, replay, grads, window, priorities):
         return learner.apply(state, replay, grads, window, priorities)
 
-    return {"sample": learner.sample, "targets": targets, "bootstrap": learner.bootstrap, "reanalyse": reanalyse,
+    return {"sample": learner.sample, "targets": targets, "bootstrap": bootstrap, "reanalyse": reanalyse,
             "assemble": assemble, "loss_grad": loss_grad, "apply": apply, "update": learner.update}
 
 
@@ -108,7 +116,7 @@ def stage_arguments(call: Callable, state, replay, key, beta) -> dict[str, tuple
     window = call("sample", *args["sample"])
     args["targets"] = (replay, window)
     plan_, obs = call("targets", *args["targets"])
-    args["bootstrap"] = (state.target_params, obs.bootstrap)
+    args["bootstrap"] = (state.target_params, replay, window, plan_, obs)
     args["reanalyse"] = (state.params, key, obs, window)
     args["assemble"] = (window, plan_, obs, call("bootstrap", *args["bootstrap"]), call("reanalyse", *args["reanalyse"]))
     args["loss_grad"] = (state.params, call("assemble", *args["assemble"]), key)
@@ -185,10 +193,11 @@ def analyse(cfg: Config, spec, label: str) -> dict:
     args = stage_arguments(lambda name, *a: jax.eval_shape(fns[name], *a), astate.train, astate.replay, key,
                            jax.ShapeDtypeStruct((), jnp.float32))
     sims = cfg.planner.num_simulations
-    searched = int(round(cfg.learner.reanalyze_fraction * cfg.replay.batch_size)) > 0  # as Learner.reanalyse
+    searched = (cfg.learner.reanalyze == "batch"
+                and int(round(cfg.learner.reanalyze_fraction * cfg.replay.batch_size)) > 0)  # as Learner.reanalyse
     out: dict[str, Any] = {}
     print(f"  [{label}] cost analysis:", flush=True)
-    for name in (*STAGES, "update", "act"):
+    for name in (*STAGES, "update", "act", "sweep_root"):
         if name == "update":
             cost = xla_cost(fns[name], args[name])
             if searched:
@@ -200,6 +209,12 @@ def analyse(cfg: Config, spec, label: str) -> dict:
             cost = search_corrected(lambda s, r, o: agent.act(s, r, o, 1.0), (astate, key, obs), sims)
         elif name == "reanalyse" and searched:
             cost = search_corrected(fns[name], args[name], sims)
+        elif name == "sweep_root":  # one root of a reanalysis sweep: a search at a chunk of 1,024 roots
+            roots = jax.ShapeDtypeStruct((1024, *spec.observation_shape), spec.frame_dtype)
+            cost = search_corrected(lambda p, r, o: plan(p, r, o, model=model, config=cfg.planner),
+                                    (astate.train.params, key, roots), sims)
+            cost = {k: v / 1024 if k in ("flops", "bytes", "per_simulation_flops", "per_simulation_bytes") else v
+                    for k, v in cost.items()}
         else:
             cost = xla_cost(fns[name], args[name])
         out[name] = cost
@@ -272,13 +287,29 @@ def time_stages(cfg: Config, spec, rounds: int, target_s: float) -> dict:
 # One preset
 
 
+def sweep_roots(cfg: Config, updates: int) -> int:
+    """Roots the reanalysis sweeps of a whole run search (0 without sweeps): one sweep per
+    target period, over every position stored by then (env steps at that update, capped by
+    the replay's capacity)."""
+    if cfg.learner.reanalyze != "sweep":
+        return 0
+    period, rr, min_size = cfg.learner.target_update_interval, cfg.loop.replay_ratio, cfg.replay.min_size
+    stored = [min(cfg.replay.capacity, FULL_RUN_AGENT_STEPS, int(min_size + u / rr))
+              for u in range(period, updates + 1, period)]
+    return sum(stored)
+
+
 def full_run(costs: dict, cfg: Config) -> dict:
-    """FLOPs of a whole run: every update plus one act call per vector step, and their floors."""
+    """FLOPs of a whole run: every update, one act call per vector step and the reanalysis
+    sweeps, and their floors."""
     updates = int(cfg.loop.replay_ratio * (FULL_RUN_AGENT_STEPS - cfg.replay.min_size)) + cfg.loop.extra_updates
     act_calls = FULL_RUN_AGENT_STEPS // cfg.env.num_envs
-    game = costs["update"]["flops"] * updates + costs["act"]["flops"] * act_calls
+    roots = sweep_roots(cfg, updates)
+    sweeps = costs["sweep_root"]["flops"] * roots
+    game = costs["update"]["flops"] * updates + costs["act"]["flops"] * act_calls + sweeps
     return {"updates": updates, "act_calls": act_calls, "update_tflop": costs["update"]["flops"] / 1e12,
-            "act_tflop_per_run": costs["act"]["flops"] * act_calls / 1e12, "run_flop": game,
+            "act_tflop_per_run": costs["act"]["flops"] * act_calls / 1e12, "sweep_roots": roots,
+            "sweep_tflop_per_run": sweeps / 1e12, "run_flop": game,
             "floor_ms_per_update_bf16_989": 1e3 * costs["update"]["flops"] / H100_BF16_DENSE,
             "floor_ms_per_update_fp32_60": 1e3 * costs["update"]["flops"] / H100_FP32,
             "floor_min_per_run_bf16_989": game / H100_BF16_DENSE / 60, "floor_min_per_run_fp32_60": game / H100_FP32 / 60,
@@ -316,7 +347,8 @@ def run_preset(name: str, args) -> dict:
     print(f"\n{name}: GFLOP at {'full' if full else 'timed'} size; ms at {'scaled' if args.scale else 'full'} size")
     print(markdown_table(["stage", "GFLOP / update", "FLOP share", "ms", "time share"], rows))
     projection = full_run(flops, base if full else cfg)
-    print(f"  full run: {projection['updates']:,} updates x {projection['update_tflop']:.3g} TFLOP + acting = "
+    print(f"  full run: {projection['updates']:,} updates x {projection['update_tflop']:.3g} TFLOP + acting + "
+          f"{projection['sweep_roots']:,} sweep roots ({projection['sweep_tflop_per_run']:.3g} TFLOP) = "
           f"{projection['run_flop']:.3g} FLOP; floor {projection['floor_min_per_run_bf16_989']:.1f} min at 989 TFLOP/s "
           f"bf16, {projection['floor_min_per_run_fp32_60']:.0f} min at 60 TFLOP/s fp32", flush=True)
     return {"preset": name, "game": base.env.id, "num_actions": spec.num_actions, "scale_overrides": overrides,

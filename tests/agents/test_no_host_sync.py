@@ -65,7 +65,10 @@ def test_fused_chunks_and_updates_read_nothing_on_the_host(run):
     assert count[0] == 0
     assert done >= 40 * 4 and run.counters.env_steps == env_steps + done
     assert run.counters.updates >= updates + 10 * run.agent.updates_per_call
-    # What the chunks accumulated on the device arrives at log time.
+    # What the chunks accumulated on the device arrives at log time, and the chunks go on.
     record = run.log()
     assert record["train/episode_return"] >= 0 and run.counters.episodes > 0
     assert "search/root_q_spread" in record and "loss/total" in record
+    for _ in range(3):
+        next(steps)
+    assert run.log()["env_steps"] == run.counters.env_steps
