@@ -163,6 +163,10 @@ class LearnerConfig:
     reanalyze: str = "batch"  # how policy and bootstrap targets are refreshed: "batch" or "sweep"
     reanalyze_fraction: float = 0.99  # reanalyze="batch": fraction of the batch whose policy targets are re-searched
     sweep_chunk: int = 1024  # reanalyze="sweep": roots per search call of a sweep (large on an accelerator)
+    # "online": project the real next observations with the online params at every update
+    # (EfficientZero, K extra representation passes per sample); "swept": the projections a
+    # reanalysis sweep stored with the target params (needs reanalyze="sweep")
+    consistency_targets: str = "online"  # where the temporal-consistency targets come from: "online" or "swept"
     value_loss_weight: float = 0.25  # weight of the value loss
     reward_loss_weight: float = 1.0  # weight of the reward / value-prefix loss
     policy_loss_weight: float = 1.0  # weight of the policy loss
@@ -177,6 +181,9 @@ class LearnerConfig:
         _choice(self, "optimizer", ("sgd", "adamw"))
         _choice(self, "reanalyze_with", ("target", "online"))
         _choice(self, "reanalyze", ("batch", "sweep"))
+        _choice(self, "consistency_targets", ("online", "swept"))
+        _require(self.consistency_targets == "online" or self.reanalyze == "sweep",
+                 "learner.consistency_targets='swept' needs learner.reanalyze='sweep'")
         _require(self.reanalyze != "sweep" or self.target_update_interval % self.updates_per_call == 0,
                  f"learner.target_update_interval ({self.target_update_interval}) must be a multiple of "
                  f"learner.updates_per_call ({self.updates_per_call}) with reanalyze='sweep'")

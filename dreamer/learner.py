@@ -184,11 +184,20 @@ class Learner:
         """``reanalyze="sweep"``: the stored values ``[B, K+1]`` at the bootstrap positions."""
         return replay_lib._gather(replay.value, window.env, window.start[:, None] + plan_.bootstrap_index)
 
+    def stored_consistency(self, replay: replay_lib.ReplayState, window: replay_lib.Window) -> dict:
+        """``consistency_targets="swept"``: the stored projections ``[B, K, P]`` of unroll
+        positions 1..K and a mask of those a sweep has written since they were stored."""
+        positions = window.start[:, None] + jnp.arange(1, self.learner.unroll_steps + 1)[None, :]
+        version = replay_lib._gather(replay.version, window.env, positions)
+        return {"consistency_target": replay_lib._gather(replay.projection, window.env, positions),
+                "consistency_mask": (version >= 0).astype(jnp.float32)}
+
     def make_batch(self, params, target_params, replay: replay_lib.ReplayState, rng: jnp.ndarray,
                    beta: jnp.ndarray) -> tuple[TrainBatch, replay_lib.Window, dict]:
         """All batch stages. ``reanalyze="batch"``: bootstraps from ``target_params``, policies
         re-searched with the params ``reanalyze_with`` names (EfficientZero: the target params).
-        ``reanalyze="sweep"``: both gathered from the replay, as the last sweep left them."""
+        ``reanalyze="sweep"``: both gathered from the replay, as the last sweep left them, and
+        with ``consistency_targets="swept"`` the consistency targets too."""
         sample_rng, search_rng = jax.random.split(rng)
         window = self.sample(replay, sample_rng, beta)
         plan_ = self.targets(window)
@@ -203,6 +212,8 @@ class Learner:
             policy, metrics = self.reanalyse(search_params, search_rng, obs.unroll, stored_policy)
         metrics["train/td_steps"] = jnp.mean(plan_.td_steps.astype(jnp.float32))
         batch = self.assemble(window, plan_, obs.unroll, boot_values, policy)
+        if self.learner.consistency_targets == "swept":
+            batch = batch._replace(**self.stored_consistency(replay, window))
         metrics["search/policy_target_entropy"] = policy_entropy(batch.policy, batch.policy_mask)
         return batch, window, metrics
 

@@ -34,6 +34,10 @@ class TrainBatch(NamedTuple):
     policy: jnp.ndarray  # [B, K+1, A] search-policy targets
     policy_mask: jnp.ndarray  # [B, K+1] (also masks the consistency loss at k >= 1)
     weight: jnp.ndarray  # [B] importance weights
+    # [B, K, P] stored consistency targets (projections of the real next observations), and
+    # [B, K] where they exist; None: computed here from ``obs[:, 1:]`` with the online params
+    consistency_target: jnp.ndarray | None = None
+    consistency_mask: jnp.ndarray | None = None
 
 
 def cross_entropy(logits: jnp.ndarray, target_probs: jnp.ndarray) -> jnp.ndarray:
@@ -70,14 +74,19 @@ def loss_fn(params, model: TrainableWorldModel, batch: TrainBatch, cfg: LearnerC
     value_loss = cross_entropy(v_logits, value_t[:, 0]) * batch.value_mask[:, 0]
     policy_loss = cross_entropy(p_logits, batch.policy[:, 0]) * batch.policy_mask[:, 0]
 
-    # Targets for the consistency loss: latents of the real observations, no gradient.
-    later = batch.obs[:, 1:].reshape((bsz * k_max, *batch.obs.shape[2:]))
-    target_state = jax.lax.stop_gradient(model.represent(params, later))
-    target_proj = jax.lax.stop_gradient(model.project(params, target_state, with_predictor=False))
-    target_proj = target_proj.reshape(bsz, k_max, -1)
+    # Targets for the consistency loss: projections of the real observations' latents, no
+    # gradient; stored ones (a sweep's, with the target params) when the batch brings them.
+    if batch.consistency_target is None:
+        later = batch.obs[:, 1:].reshape((bsz * k_max, *batch.obs.shape[2:]))
+        target_state = jax.lax.stop_gradient(model.represent(params, later))
+        target_proj = jax.lax.stop_gradient(model.project(params, target_state, with_predictor=False))
+        target_proj, cmask = target_proj.reshape(bsz, k_max, -1), batch.policy_mask[:, 1:]
+    else:
+        target_proj = jax.lax.stop_gradient(batch.consistency_target)
+        cmask = batch.policy_mask[:, 1:] * batch.consistency_mask
 
     def step(state, xs):
-        k, action, value_k, policy_k, reward_k, vmask, pmask, rmask, tproj = xs
+        k, action, value_k, policy_k, reward_k, vmask, pmask, rmask, cmask, tproj = xs
         if model.value_prefix:
             reset = starts_prefix_segment(k, model.value_prefix_horizon)
             state = jax.tree_util.tree_map(lambda new, old: jnp.where(reset, new, old), clear_memory(state), state)
@@ -89,7 +98,7 @@ def loss_fn(params, model: TrainableWorldModel, batch: TrainBatch, cfg: LearnerC
             cross_entropy(v_logits, value_k) * vmask,
             cross_entropy(p_logits, policy_k) * pmask,
             cross_entropy(r_logits, reward_k) * rmask,
-            negative_cosine(pred_proj, tproj) * pmask,
+            negative_cosine(pred_proj, tproj) * cmask,
         )
         return state, losses
 
@@ -103,6 +112,7 @@ def loss_fn(params, model: TrainableWorldModel, batch: TrainBatch, cfg: LearnerC
         time_major(batch.value_mask[:, 1:]),
         time_major(batch.policy_mask[:, 1:]),
         time_major(batch.reward_mask),
+        time_major(cmask),
         time_major(target_proj),
     )
     _, (v_l, p_l, r_l, c_l) = jax.lax.scan(step, state, xs)

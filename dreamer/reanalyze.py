@@ -10,7 +10,10 @@ A sweep, for every stored position, in chunks of ``chunk`` roots:
 
 1. searches from it with the target params (the planner settings of acting), and stores
    the search policy as its policy target and the target network's value as its
-   bootstrap value, stamped with the sweep's number (``ReplayState.version``);
+   bootstrap value, stamped with the sweep's number (``ReplayState.version``), and, when
+   the replay keeps them, the projection of the root's latent as the consistency target
+   of the unroll steps that reach the position (a target network for the temporal
+   consistency loss, as BYOL uses one, instead of K extra forward passes per sample);
 2. then, with every value refreshed, computes its n-step value target and sets its
    priority to ``|value - target|`` (the target network's TD error).
 
@@ -27,6 +30,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import mctx
 
 from dreamer import replay as replay_lib
 from dreamer import targets as targets_lib
@@ -95,6 +99,10 @@ def sweep(
             value=_put_columns(buf.value, out.predicted_value, c0, n, cols),
             version=_put_columns(buf.version, jnp.full(env.shape, version, jnp.int32), c0, n, cols),
         )
+        if buf.projection.shape[-1]:  # the consistency target: the root latent's projection
+            root = jax.tree_util.tree_map(lambda x: x[:, mctx.Tree.ROOT_INDEX], out.tree.embeddings.state)
+            proj = model.project(params, root, with_predictor=False)
+            buf = buf._replace(projection=_put_columns(buf.projection, proj, c0, n, cols))
         stats = stats + jnp.stack([jnp.sum(out.root_value), jnp.sum(out.predicted_value), env.size])
         return buf, key, stats
 

@@ -39,6 +39,7 @@ class ReplayState(NamedTuple):
     policy: jnp.ndarray  # [N, L, A] float32 policy target (acting search, then each sweep's)
     value: jnp.ndarray  # [N, L] float32 bootstrap value (acting search root value, then the sweep's)
     version: jnp.ndarray  # [N, L] int32 the sweep that wrote policy and value (-1: acting)
+    projection: jnp.ndarray  # [N, L, P] float32 a sweep's consistency target for the position (P = 0: none kept)
     priority: jnp.ndarray  # [N, L] float32 (0 where nothing is stored)
     t: jnp.ndarray  # [] int32, steps written per env (absolute)
     max_priority: jnp.ndarray  # [] float32, the largest priority ever set (1 at the start)
@@ -59,8 +60,10 @@ class Window(NamedTuple):
     age: jnp.ndarray  # [B] int32 transitions written since position 0 (all envs)
 
 
-def init(num_envs: int, capacity: int, frame_shape: tuple[int, ...], frame_dtype, num_actions: int) -> ReplayState:
-    """An empty buffer holding ``capacity`` transitions over ``num_envs`` streams."""
+def init(num_envs: int, capacity: int, frame_shape: tuple[int, ...], frame_dtype, num_actions: int,
+         projection_dim: int = 0) -> ReplayState:
+    """An empty buffer holding ``capacity`` transitions over ``num_envs`` streams
+    (``projection_dim``: the size of the stored consistency targets, 0 for none)."""
     length = capacity // num_envs
     if length < 2:
         raise ValueError(f"replay capacity {capacity} is too small for {num_envs} envs")
@@ -75,6 +78,7 @@ def init(num_envs: int, capacity: int, frame_shape: tuple[int, ...], frame_dtype
         policy=jnp.zeros((n, length, num_actions), jnp.float32),
         value=jnp.zeros((n, length), jnp.float32),
         version=jnp.full((n, length), -1, jnp.int32),
+        projection=jnp.zeros((n, length, projection_dim), jnp.float32),
         priority=jnp.zeros((n, length), jnp.float32),
         t=jnp.zeros((), jnp.int32),
         max_priority=jnp.ones((), jnp.float32),

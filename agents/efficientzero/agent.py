@@ -10,6 +10,8 @@ import dataclasses
 from typing import NamedTuple
 
 
+import jax.numpy as jnp
+
 from agents.envs.base import EnvError, EnvSpec
 from dreamer import replay as replay_lib
 from dreamer.agent import ActOutput, Agent, Transition
@@ -81,9 +83,14 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
     greedy_planner = dataclasses.replace(cfg.planner, dirichlet_fraction=0.0, gumbel_scale=0.0)
 
     def init(rng) -> AgentState:
+        train = learner.init(rng)
+        projection_dim = 0
+        if cfg.learner.consistency_targets == "swept":  # the replay keeps a sweep's consistency targets
+            obs = jnp.zeros((1, *spec.observation_shape), spec.frame_dtype)
+            projection_dim = model.project(train.params, model.represent(train.params, obs), False).shape[-1]
         replay = replay_lib.init(cfg.env.num_envs, cfg.replay.capacity, spec.frame_shape, spec.frame_dtype,
-                                 spec.num_actions)
-        return AgentState(learner.init(rng), replay)
+                                 spec.num_actions, projection_dim)
+        return AgentState(train, replay)
 
     def search(params, rng, obs, planner, temperature) -> ActOutput:
         out = plan(params, rng, obs, model=model, config=planner, temperature=temperature)

@@ -171,6 +171,38 @@ def atari_debug() -> Config:
     )
 
 
+def atari_cpu() -> Config:
+    """Atari at CPU scale: about half an hour per game on a 2-core CPU (the Atari learning
+    benchmark, ``benchmarks/learning.py --vs-random``), not the Atari-100k budget.
+
+    EfficientZero's agent shrunk to what two cores train in that time: 64x64 gray frames
+    stacked 4, 32 residual channels, Gumbel search with 8 simulations over the top 4 root
+    actions (EfficientZero V2's qtransform), Adam, 30k agent steps at replay ratio 0.5,
+    reanalysis sweeps. Evaluation games are capped at 3,000 agent steps (27,000 in the
+    protocol) so that an evaluation fits the budget.
+    """
+    cfg = atari100k()
+    return dataclasses.replace(
+        cfg,
+        preset="atari-cpu",
+        env=dataclasses.replace(cfg.env, num_envs=8, num_eval_envs=16, eval_episodes=32, frame_size=64,
+                                grayscale=True, eval_max_episode_steps=3_000),
+        network=dataclasses.replace(
+            cfg.network, channels=32, reduced_channels=8, head_hidden=(32,), lstm_hidden=64,
+            projection_hidden=128, projection_out=128, predictor_hidden=64,
+        ),
+        planner=dataclasses.replace(cfg.planner, search="gumbel", num_simulations=8, max_num_considered_actions=4,
+                                    qtransform="completed_min_max"),
+        replay=dataclasses.replace(cfg.replay, capacity=30_000, batch_size=64, min_size=1_000, alpha=1.0, beta=1.0,
+                                   beta_anneal_updates=15_000),
+        learner=dataclasses.replace(cfg.learner, optimizer="adamw", learning_rate=1e-3, warmup_updates=200,
+                                    sweep_chunk=1024, flat_optimizer=False, value_loss_weight=0.5,
+                                    consistency_loss_weight=2.0),
+        loop=dataclasses.replace(cfg.loop, env_steps=30_000, replay_ratio=0.5, extra_updates=0, eval_every=10_000,
+                                 log_every_s=30.0, checkpoint_every_s=300.0),
+    )
+
+
 def minatar() -> Config:
     """MinAtar (10x10 binary frames, gymnax) in 100k env steps: the sample-efficient regime.
 
@@ -203,6 +235,7 @@ PRESETS: dict[str, Callable[[], Config]] = {
     "atari100k": atari100k,
     "atari100k-gumbel": atari100k_gumbel,
     "atari-debug": atari_debug,
+    "atari-cpu": atari_cpu,
     "minatar": minatar,
 }
 

@@ -54,7 +54,7 @@ def perturbed(params, scale=0.1, seed=0):
 
 
 def test_loss_gradient_is_scaled_by_one_over_k():
-    scaled_cfg, plain_cfg = config(), config(scale_loss_by_unroll=False)
+    scaled_cfg, plain_cfg = config(scale_loss_by_unroll=True), config(scale_loss_by_unroll=False)
     learner = Learner(MODEL, scaled_cfg.learner, scaled_cfg.replay, scaled_cfg.planner)
     params = perturbed(learner.init(jax.random.PRNGKey(0)).params)
     batch, _, _ = jax.jit(learner.make_batch)(params, params, filled_replay(scaled_cfg), jax.random.PRNGKey(1),

@@ -118,3 +118,33 @@ def test_train_refreshes_the_target_and_sweeps_once_per_period():
     for a, b in zip(jax.tree_util.tree_leaves(state.params), jax.tree_util.tree_leaves(state.target_params)):
         np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(np.asarray(replay.version)[np.asarray(replay.priority) > 0], 1)
+
+
+def test_swept_consistency_targets_are_the_root_projections():
+    """``consistency_targets="swept"``: a sweep stores each position's projection of its own
+    representation (target params), and batches gather it for unroll steps 1..K, masked
+    where no sweep has written the position since it was stored."""
+    cfg = config("sweep")
+    cfg = cfg.replace(learner=dataclasses.replace(cfg.learner, consistency_targets="swept"))
+    learner = Learner(MODEL, cfg.learner, cfg.replay, cfg.planner)
+    params = params_of(4)
+    proj_dim = MODEL.project(params, MODEL.represent(params, jnp.zeros((1, OBS_DIM))), False).shape[-1]
+    before = filled(LENGTH + 3, seed=6)
+    before = before._replace(projection=jnp.zeros(before.version.shape + (proj_dim,)))
+    after, _ = jax.jit(learner.sweep)(params, before, jax.random.PRNGKey(0), jnp.int32(2))
+    env, col = np.array([0, 1, 2]), np.array([3, 7, 11])
+    absolute = np.asarray(replay_lib.latest_step(after, jnp.asarray(col)))
+    obs = replay_lib.stacked_frames(after, jnp.asarray(env), jnp.asarray(absolute), 1)
+    want = MODEL.project(params, MODEL.represent(params, obs), with_predictor=False)
+    np.testing.assert_allclose(np.asarray(after.projection)[env, col], np.asarray(want), rtol=1e-4, atol=1e-5)
+    # A position written after the sweep is masked out of the consistency loss.
+    after = replay_lib.add(after, frame=jnp.zeros((NUM_ENVS, OBS_DIM)), action=jnp.zeros(NUM_ENVS, jnp.int32),
+                           reward=jnp.zeros(NUM_ENVS), terminal=jnp.zeros(NUM_ENVS, bool),
+                           truncated=jnp.zeros(NUM_ENVS, bool), first=jnp.zeros(NUM_ENVS, bool),
+                           policy=jnp.full((NUM_ENVS, NUM_ACTIONS), 0.5), value=jnp.zeros(NUM_ENVS))
+    batch, window, _ = jax.jit(learner.make_batch)(params, params, after, jax.random.PRNGKey(1), jnp.float32(0.4))
+    positions = np.asarray(window.start)[:, None] + np.arange(1, cfg.learner.unroll_steps + 1)[None, :]
+    fresh = positions == int(after.t) - 1
+    np.testing.assert_array_equal(np.asarray(batch.consistency_mask), np.where(fresh, 0.0, 1.0))
+    gathered = np.asarray(after.projection)[np.asarray(window.env)[:, None], positions % LENGTH]
+    np.testing.assert_allclose(np.asarray(batch.consistency_target), gathered)

@@ -136,8 +136,8 @@ def test_train_help_subprocess():
         (["--zzz"], "train.py: error: unrecognized argument --zzz"),
         (["stray"], "train.py: error: unexpected argument 'stray'"),
         (["--preset", "cartpol"],
-         "train.py: error: --preset: unknown preset 'cartpol' (known: atari-debug, atari100k, atari100k-gumbel, cartpole, "
-         "debug, minatar); did you mean cartpole?"),
+         "train.py: error: --preset: unknown preset 'cartpol' (known: atari-cpu, atari-debug, atari100k, atari100k-gumbel, "
+         "cartpole, debug, minatar); did you mean cartpole?"),
     ],
 )
 def test_refusal_is_one_line_naming_the_flag_typed(capsys, argv, line):
