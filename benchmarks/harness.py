@@ -1,7 +1,8 @@
 """What the benchmark scripts share: the machine and commit a result comes from, timing of
 jitted calls, a log of jax's compiles, writing the result (JSON and a markdown table), a
-one-line-error argument parser, and the configs, params and replay contents the speed
-benchmarks measure with (``--scale`` sizes, heads re-drawn at random, a pre-filled replay)."""
+one-line-error argument parser, a ``scripts/train.py`` run in its own process, a uniformly
+random policy, and the configs, params and replay contents the speed benchmarks measure with
+(``--scale`` sizes, heads re-drawn at random, a pre-filled replay)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import json
 import os
 import platform
 import re
+import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +29,7 @@ from dreamer.logger import git_commit  # noqa: F401  (the one commit helper, re-
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
+TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "mctx", "numpy", "ale-py")
 
 
@@ -212,6 +215,54 @@ class Parser(argparse.ArgumentParser):
         except OSError as e:
             self.error(f"cannot write {path}: {e.strerror or e}")
         return path
+
+
+# ----------------------------------------------------------------------------- training runs and policies
+
+
+def run_train(cmd: Sequence[str], run_dir: str | os.PathLike) -> tuple[int, float, str]:
+    """Runs ``cmd`` (a ``scripts/train.py`` command line) in a fresh process from the
+    repository root, its output captured and appended to ``<run_dir>/train_output.log``.
+    Returns ``(exit code, seconds from launch to exit, train.py's last stderr line)``.
+
+    On Ctrl-C (the child gets the SIGINT too, and checkpoints before it stops) this waits
+    up to a minute for the child to exit, logs what it printed and raises
+    ``KeyboardInterrupt`` again."""
+    launch = time.time()
+    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        out, err = proc.communicate()
+    except KeyboardInterrupt:
+        try:
+            out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, err = proc.communicate()
+        _append_log(run_dir, out, err)
+        raise
+    wall = time.time() - launch
+    _append_log(run_dir, out, err)
+    lines = [line for line in err.strip().splitlines() if line.strip()]
+    return proc.returncode, wall, lines[-1] if lines else f"train.py exited with {proc.returncode}"
+
+
+def _append_log(run_dir: str | os.PathLike, out: str, err: str) -> None:
+    os.makedirs(run_dir, exist_ok=True)
+    with open(os.path.join(run_dir, "train_output.log"), "a") as f:
+        f.write((out or "") + (err or ""))
+
+
+def uniform_random_policy(num_actions: int) -> Callable:
+    """A jitted ``policy(params, rng, obs) -> ActOutput`` that plays uniformly random actions
+    (uniform policy, zero values), for :func:`agents.loop.evaluate` (``params`` is ignored)."""
+
+    @jax.jit
+    def policy(params, rng, obs):
+        zeros = jnp.zeros(obs.shape[0])
+        action = jax.random.randint(rng, (obs.shape[0],), 0, num_actions)
+        return ActOutput(action, jnp.full((obs.shape[0], num_actions), 1.0 / num_actions), zeros, zeros)
+
+    return policy
 
 
 # ----------------------------------------------------------------------------- configs, params, replay

@@ -30,7 +30,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,10 +37,9 @@ import time
 import numpy as np
 
 from agents.plots import plot_runs
-from benchmarks.harness import RESULTS, ROOT, Parser, write_result
+from benchmarks.harness import RESULTS, TRAIN_SCRIPT, Parser, run_train, uniform_random_policy, write_result
 from dreamer.logger import read_metrics
 
-TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 VS_RANDOM_SEED_OFFSET = 20_000  # evaluation envs seeded apart from training and the run's own evaluations
 VS_RANDOM_MAX_ENVS = 8
 
@@ -51,16 +49,10 @@ def run_seed(seed: int, args, extra: list[str], run_dir: str) -> dict:
     cmd = [sys.executable, str(TRAIN_SCRIPT), "--preset", args.preset, "--seed", str(seed), "--steps", str(args.steps),
            "--run-dir", run_dir, "--no-progress", "--no-tensorboard", *(["--env", args.env] if args.env else []), *extra]
     launch = time.time()
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-    wall = time.time() - launch
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "train_output.log"), "w") as f:
-        f.write(proc.stdout + proc.stderr)
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        print(f"learning.py: seed {seed}: {lines[-1] if lines else f'train.py exited with {proc.returncode}'}",
-              file=sys.stderr)
-        raise SystemExit(proc.returncode)
+    code, wall, error = run_train(cmd, run_dir)
+    if code != 0:
+        print(f"learning.py: seed {seed}: {error}", file=sys.stderr)
+        raise SystemExit(code)
     evals = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "eval/return_mean" in r]
     with open(os.path.join(run_dir, "summary.json")) as f:
         summary = json.load(f)
@@ -103,12 +95,10 @@ def bootstrap_difference(a, b, reps: int = 10_000, seed: int = 0) -> tuple[float
 def versus_random(run_dir: str, episodes: int) -> dict:
     """The run's trained agent against a uniformly random policy on identical evaluation envs."""
     import jax
-    import jax.numpy as jnp
 
     import agents.envs
     from agents.efficientzero import make_agent
     from agents.loop import evaluate, restore_params
-    from dreamer.agent import ActOutput
     from dreamer.config import from_dict
 
     with open(os.path.join(run_dir, "config.json")) as f:
@@ -119,20 +109,15 @@ def versus_random(run_dir: str, episodes: int) -> dict:
     spec, action_set = envs["agent"].spec, getattr(envs["agent"], "action_set", None)
     agent = make_agent(cfg, spec)
     params, counters = restore_params(agent, cfg, run_dir)
-    greedy, actions, n = jax.jit(agent.greedy), [], spec.num_actions
+    greedy, actions = jax.jit(agent.greedy), []
 
     def agent_policy(p, rng, obs):
         out = greedy(p, rng, obs)
         actions.append(np.asarray(out.action))
         return out
 
-    @jax.jit
-    def random_policy(p, rng, obs):
-        zeros = jnp.zeros(obs.shape[0])
-        return ActOutput(jax.random.randint(rng, (obs.shape[0],), 0, n), jnp.full((obs.shape[0], n), 1.0 / n), zeros, zeros)
-
     results = {}
-    for name, policy in (("agent", agent_policy), ("random", random_policy)):
+    for name, policy in (("agent", agent_policy), ("random", uniform_random_policy(spec.num_actions))):
         t0 = time.time()
         returns = evaluate(policy, params, envs[name], episodes, jax.random.PRNGKey(7), seed).returns
         envs[name].close()
