@@ -1,0 +1,732 @@
+#!/usr/bin/env python3
+"""MinAtar-100k: a preset on the five MinAtar games for 100k env steps, against DQN, PPO and random.
+
+    python benchmarks/minatar.py Breakout      # trains seeds 0 1 2 that are not finished, writes results/minatar_Breakout.json
+    python benchmarks/minatar.py all           # the five games in turn
+    python benchmarks/minatar.py --table       # only aggregates: results/minatar.json, a markdown table, results/minatar.png
+    python benchmarks/minatar.py Breakout --steps 1024 --seeds 0 --run-root /tmp/runs --results-dir /tmp/res \\
+        -- --loop.eval_every 512               # a smoke test; flags after -- go to scripts/train.py
+
+**Runs.** Each seed is one ``scripts/train.py --preset P --env MinAtar/<Game> --seed S`` process
+in ``<run-root>/<preset>/<Game>/seed_<S>`` (default run root ``benchmarks/minatar/runs``, git-ignored),
+the seeds one after another. The command is resumable: a seed whose run reached its budget is
+not trained again, an unfinished one is relaunched on its directory (train.py resumes it from its
+last checkpoint), a missing one is started. A directory holding a run of another budget or
+config (a retuned preset, other flags after ``--``) is refused before anything runs. Each
+launch (start, seconds from launch to exit, exit code, env steps before and after) is appended
+to ``launches.json`` in the run directory.
+
+**Per game** (``results/minatar_<Game>.json``; ``minatar_<preset>_<Game>.json`` for another
+preset): each seed's final greedy evaluation (the last ``eval/*`` record of ``metrics.jsonl``:
+30 games with the ``minatar`` preset, at the end of training), its learning curve and its
+wall-clock minutes from process launch to exit (start-up and compiles included, summed over
+launches if it was resumed) against the 15-minute target; a random-policy row (uniformly random
+actions through ``agents.loop.evaluate`` on the runs' evaluation envs, env seed
+``EVAL_SEED_OFFSET`` as a seed-0 run's first evaluation, as many games), computed once and kept
+in the game's JSON for as long as its protocol (the env config, games, seeds) stays the same;
+the published references; and the summary below. Writing a game's JSON also rewrites the table.
+
+**Statistics.** The mean over seeds of the final scores with a 95% interval from rliable's
+stratified bootstrap over the seeds (percentile, 2,000 resamples, through
+``benchmarks.atari100k.aggregate.interval_estimates``); a Student t interval is kept beside it
+because with 3 seeds a bootstrap interval cannot reach past the lowest and highest seed. A seed
+*beats random* when Welch's 95% t interval on its final mean minus the random mean (from the
+means, standard deviations and game counts, which is what the metrics log holds) lies above 0.
+
+**Verdicts.** Per game: the mean reaches DQN after 0.5M frames (5x our samples), DQN after 5M
+(50x), and every seed beats random. Must-show over the five games: at least 4 reach DQN@0.5M,
+at least 2 reach DQN@5M, every seed beats random on all 5. Only games run to protocol (100k
+env steps, no flags after ``--``, at least 3 seeds, 30-game final evaluations) count; until
+all five do, the must-show verdicts are open (null).
+
+**References.** DQN: read off the learning curves of the MinAtar paper (Young & Tian 2019, 30
+seeds, sticky actions 0.1); PPO: gymnax-blines after 10M steps. See :data:`NOTES`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from agents.envs.minatar import GAMES, PREFIX
+from benchmarks.harness import RESULTS, ROOT, TRAIN_SCRIPT, Parser, run_train, uniform_random_policy, write_result
+
+PROG = "minatar.py"
+BUDGET = 100_000  # env steps of the benchmark
+EVAL_GAMES = 30  # games of a final evaluation
+MIN_SEEDS = 3
+WALL_TARGET_MIN = 15.0  # minutes per seed, from process launch
+DEFAULT_SEEDS = (0, 1, 2)
+DEFAULT_RUN_ROOT = ROOT / "benchmarks" / "minatar" / "runs"
+LAUNCHES = "launches.json"
+BOOTSTRAP_REPS = 2_000
+
+# Published scores per game. DQN: Young & Tian 2019 (MinAtar), read off its learning curves.
+REFERENCES: dict[str, dict[str, float | None]] = {
+    "Asterix": {"dqn_0.5M": 1.0, "dqn_5M": 17.0, "ppo_10M": 15.0},
+    "Breakout": {"dqn_0.5M": 8.0, "dqn_5M": 10.0, "ppo_10M": 28.0},
+    "Freeway": {"dqn_0.5M": 42.5, "dqn_5M": 50.0, "ppo_10M": 58.0},
+    "Seaquest": {"dqn_0.5M": 0.5, "dqn_5M": 20.0, "ppo_10M": None},
+    "SpaceInvaders": {"dqn_0.5M": 25.0, "dqn_5M": 43.0, "ppo_10M": 131.0},
+}
+REFERENCE_RANGES = {"Freeway": {"dqn_0.5M": [40.0, 45.0]}}  # where the plot reads as a range (point: its middle)
+REFERENCE_NAMES = {"dqn_0.5M": "DQN@0.5M", "dqn_5M": "DQN@5M", "ppo_10M": "PPO@10M"}
+REFERENCE_SOURCES = {
+    "dqn_0.5M": "DQN after 0.5M frames (5x our env steps): Young & Tian 2019, 'MinAtar' (arXiv:1903.03176), "
+                "learning curves over 30 seeds with sticky actions 0.1, read off the plot (approximate); "
+                "Freeway reads 40-45 (42.5 used); Seaquest before MinAtar's oxygen fix",
+    "dqn_5M": "DQN after 5M frames (50x our env steps), the end of the same curves; Seaquest before the oxygen fix",
+    "ppo_10M": "PPO after 10M steps, gymnax-blines (RobertTLange/gymnax-blines) on gymnax's ports, which have no "
+               "sticky actions; no Seaquest result",
+}
+VERDICTS = {"reaches_dqn_0.5M": "dqn_0.5M", "reaches_dqn_5M": "dqn_5M"}
+MUST_SHOW = {"reaches_dqn_0.5M": 4, "reaches_dqn_5M": 2, "every_seed_beats_random": len(GAMES)}
+NOTES = [
+    "No MuZero-family agent (MuZero, EfficientZero, Gumbel or Sampled MuZero) has published MinAtar numbers: "
+    "the references are DQN and PPO, trained on 5x to 100x more env steps than ours.",
+    "Our MinAtar envs are gymnax's ports of the five games with MinAtar's sticky actions (probability 0.1) "
+    "added by us (agents/envs/minatar.py); the DQN references come from MinAtar itself with sticky actions 0.1, "
+    "the PPO references from gymnax's ports without them.",
+    "DQN references are read off the MinAtar paper's learning curves: good to the plot's resolution, no better.",
+    f"Wall-clock is per seed, from launching train.py to its exit (start-up and compiles included), summed over "
+    f"launches when a seed was resumed; the target is {WALL_TARGET_MIN:g} minutes. Seeds run one after another on "
+    f"the machine named in each game's JSON, whose load average is recorded there.",
+]
+STATISTICS = {
+    "final_score": "a seed's final greedy evaluation: the mean return of the games of its last evaluation, "
+                   "at the end of training (greedy: argmax of the search policy)",
+    "mean_ci95": f"95% percentile interval of the mean over seeds: rliable stratified bootstrap over the seeds' "
+                 f"final scores ({BOOTSTRAP_REPS:,} resamples); with 3 seeds it cannot reach past the lowest and "
+                 f"highest seed",
+    "mean_ci95_t": "Student t 95% interval of the mean over seeds (n - 1 degrees of freedom), kept beside the "
+                   "bootstrap as the wider, parametric view",
+    "beats_random": "Welch's 95% t interval on (seed's final mean - random mean), from the means, standard "
+                    "deviations and game counts, lies above 0",
+    "reaches": "the mean over seeds is at or above the reference score",
+}
+# Config fields in which a finished or resumed run may differ from the one asked for (clocks).
+IGNORED_DIFFERENCES = ("seed", "loop.eval_every", "loop.log_every_s", "loop.checkpoint_every_s",
+                       "loop.keep_checkpoints", "loop.thresholds", "loop.stop_when_held")
+
+
+# ----------------------------------------------------------------------------- paths
+
+
+def stem(preset: str) -> str:
+    return "minatar" if preset == "minatar" else f"minatar_{preset}"
+
+
+def game_path(results_dir: str | os.PathLike, preset: str, game: str) -> Path:
+    return Path(results_dir) / f"{stem(preset)}_{game}.json"
+
+
+def table_path(results_dir: str | os.PathLike, preset: str) -> Path:
+    return Path(results_dir) / f"{stem(preset)}.json"
+
+
+def run_dir_for(run_root: str | os.PathLike, preset: str, game: str, seed: int) -> Path:
+    return Path(run_root) / preset / game / f"seed_{seed}"
+
+
+# ----------------------------------------------------------------------------- command line
+
+
+@dataclasses.dataclass
+class Plan:
+    """One seed to report: its config, directory and state (new, resume or finished)."""
+
+    game: str
+    seed: int
+    cfg: Any
+    run_dir: Path
+    state: str
+
+
+def _flat(config: dict) -> dict:
+    from agents.plots import flatten
+
+    return flatten(json.loads(json.dumps(config)))
+
+
+def run_state(run_dir: Path, cfg) -> str:
+    """``new``, ``resume`` or ``finished``; ValueError (one line) when ``run_dir`` holds a run of
+    another budget or config than ``cfg``."""
+    from dreamer.config import to_dict
+
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        return "new"
+    try:
+        old = _flat(json.loads(config_path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root") from None
+    new = _flat(to_dict(cfg))
+    budget = cfg.loop.env_steps
+    if old.get("loop.env_steps") != budget:
+        raise ValueError(f"{run_dir} holds a run of {old.get('loop.env_steps')} env steps, not {budget}: "
+                         f"remove it or choose another --run-root")
+    differ = sorted(k for k in set(old) | set(new) if k not in IGNORED_DIFFERENCES and old.get(k) != new.get(k))
+    if differ:
+        k = differ[0]
+        raise ValueError(f"{run_dir} holds a run of another config ({k}: {old.get(k)!r}, asked {new.get(k)!r}"
+                         + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
+                         + "): remove it or choose another --run-root")
+    summary = _read_json(run_dir / "summary.json") or {}
+    return "finished" if summary.get("env_steps", 0) >= budget else "resume"
+
+
+RESERVED = {"--seed": "--seeds", "--env": "the game", "--env.id": "the game", "--run-dir": "--run-root",
+            "--run_dir": "--run-root", "--preset": "--preset", "--steps": "--steps", "--loop.env_steps": "--steps",
+            "--no-progress": None, "--no_progress": None, "--no-tensorboard": None, "--no_tensorboard": None,
+            "--no-plot": None, "--no_plot": None}
+
+
+def parse(argv: list[str]):
+    extra = argv[argv.index("--") + 1:] if "--" in argv else []
+    own = argv[: argv.index("--")] if "--" in argv else argv
+    parser = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("game", nargs="?", help=f"a MinAtar game ({', '.join(GAMES)}) or all")
+    parser.add_argument("--table", action="store_true", help="only aggregate the game results that exist")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
+    parser.add_argument("--steps", type=int, default=None, help=f"env steps per seed (default: the preset's, {BUDGET:,})")
+    parser.add_argument("--preset", default="minatar", help="agents/efficientzero/presets.py name (default minatar)")
+    parser.add_argument("--run-root", default=None, help=f"run directories (default {DEFAULT_RUN_ROOT.relative_to(ROOT)})")
+    parser.add_argument("--results-dir", default=None, help="where the JSONs and the figure go (default benchmarks/results)")
+    args = parser.parse_args(own)
+
+    from agents.efficientzero.presets import get_preset
+
+    try:
+        get_preset(args.preset)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.table:
+        if args.game is not None:
+            parser.error("--table aggregates the results that exist: give it no game")
+        if args.seeds is not None or args.steps is not None or args.run_root is not None or extra:
+            parser.error("--table takes only --preset and --results-dir")
+    elif args.game is None:
+        parser.error(f"name a game ({', '.join(GAMES)}), all, or --table")
+    args.results_dir = Path(args.results_dir or RESULTS)
+    parser.writable(table_path(args.results_dir, args.preset))
+    if args.table:
+        return args, extra, []
+
+    if args.game.lower() == "all":
+        games = list(GAMES)
+    else:
+        from agents.envs.base import EnvError
+        from agents.envs.minatar import game_name
+
+        try:
+            games = [game_name(args.game)]
+        except EnvError:
+            parser.error(f"unknown game {args.game!r}: choose one of {', '.join(GAMES)} or all")
+    args.seeds = list(DEFAULT_SEEDS) if args.seeds is None else args.seeds
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds repeats a seed: {args.seeds}")
+    if min(args.seeds) < 0:
+        parser.error(f"--seeds must be >= 0, got {min(args.seeds)}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    for token in extra:
+        flag = token.split("=", 1)[0]
+        if flag in RESERVED:
+            own_flag = RESERVED[flag]
+            parser.error(f"{flag} after -- is set by {PROG}" + (f": use {own_flag}" if own_flag else ""))
+    args.run_root = Path(args.run_root or DEFAULT_RUN_ROOT)
+
+    from agents.cli import parse_config
+
+    plans = []
+    for game in games:
+        train_argv = ["--preset", args.preset, "--env", PREFIX + game, "--seed", str(args.seeds[0]),
+                      *(["--steps", str(args.steps)] if args.steps is not None else []), *extra]
+        cfg, _ = parse_config(train_argv, PROG, "")  # bad flags after -- end here, one line
+        for seed in args.seeds:
+            seed_cfg = dataclasses.replace(cfg, seed=seed)
+            run_dir = run_dir_for(args.run_root, args.preset, game, seed)
+            try:
+                state = run_state(run_dir, seed_cfg)
+            except ValueError as e:
+                parser.error(str(e))
+            plans.append(Plan(game, seed, seed_cfg, run_dir, state))
+    return args, extra, plans
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+def _env_steps(run_dir: Path) -> int:
+    return int((_read_json(run_dir / "summary.json") or {}).get("env_steps", 0))
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def train_seed(plan: Plan, args, extra: list[str]) -> None:
+    """Launches (or relaunches) train.py on the seed's run directory and records the launch;
+    exits with train.py's code and its error line if it fails."""
+    cmd = [sys.executable, str(TRAIN_SCRIPT), "--preset", args.preset, "--env", PREFIX + plan.game,
+           "--seed", str(plan.seed), *(["--steps", str(args.steps)] if args.steps is not None else []),
+           "--run-dir", str(plan.run_dir), "--no-progress", "--no-tensorboard", "--no-plot", *extra]
+    launches = _read_json(plan.run_dir / LAUNCHES) or []
+    launch = {"started": _now(), "env_steps_before": _env_steps(plan.run_dir), "command": cmd[1:]}
+    t0 = time.time()
+    code, wall, error = None, None, ""
+    try:
+        code, wall, error = run_train(cmd, plan.run_dir)
+    finally:  # an interrupted launch is recorded too (exit code null), with the time it ran
+        wall = time.time() - t0 if wall is None else wall
+        launch.update(wall_s=round(wall, 1), exit_code=code, env_steps_after=_env_steps(plan.run_dir))
+        plan.run_dir.mkdir(parents=True, exist_ok=True)
+        (plan.run_dir / LAUNCHES).write_text(json.dumps([*launches, launch], indent=1) + "\n")
+    if code != 0:
+        print(f"{PROG}: {plan.game} seed {plan.seed}: {error}", file=sys.stderr)
+        raise SystemExit(code)
+
+
+def seed_result(plan: Plan) -> dict:
+    """What a finished seed's run directory says: final evaluation, curve, wall-clock."""
+    from dreamer.logger import read_metrics
+
+    run_dir = plan.run_dir
+    # A resumed run restarts from its last checkpoint and may log an evaluation again: the last one counts.
+    by_step = {r["env_steps"]: r for r in read_metrics(str(run_dir / "metrics.jsonl")) if "eval/return_mean" in r}
+    evals = [by_step[k] for k in sorted(by_step)]
+    summary = _read_json(run_dir / "summary.json") or {}
+    launches = _read_json(run_dir / LAUNCHES) or []
+    last = evals[-1] if evals and evals[-1]["env_steps"] >= plan.cfg.loop.env_steps else None
+    final = None
+    if last is not None:
+        actions = [last[f"eval/action_{a}"] for a in range(len(last)) if f"eval/action_{a}" in last]
+        final = {"env_steps": last["env_steps"], "return_mean": last["eval/return_mean"],
+                 "return_std": last["eval/return_std"], "episodes": int(last["eval/episodes"]),
+                 "capped_fraction": last.get("eval/capped_fraction"), "action_fractions": actions}
+    walls = [entry.get("wall_s") for entry in launches]
+    wall_min = round(sum(walls) / 60, 2) if walls and None not in walls else None
+    return {
+        "seed": plan.seed,
+        "run_dir": str(run_dir),
+        "env_steps": summary.get("env_steps"),
+        "updates": summary.get("updates"),
+        "final_eval": final,
+        "best_eval_return": max((r["eval/return_mean"] for r in evals), default=None),
+        "wall_clock_min": wall_min,
+        "within_wall_target": None if wall_min is None else wall_min <= WALL_TARGET_MIN,
+        "launches": len(launches),
+        "run_clock_min": round(summary["wall_time"] / 60, 2) if "wall_time" in summary else None,
+        "curve": [[r["env_steps"], r.get("time"), r["eval/return_mean"], r.get("eval/return_std")] for r in evals],
+    }
+
+
+# ----------------------------------------------------------------------------- random policy
+
+
+def random_protocol(cfg) -> dict:
+    """What the random row depends on: the evaluation envs' config, games and seeds."""
+    from agents.loop import EVAL_SEED_OFFSET
+    from dreamer.config import to_dict
+
+    return json.loads(json.dumps({"policy": "uniformly random actions", "env": to_dict(cfg)["env"],
+                                  "episodes": cfg.env.eval_episodes, "env_seed": EVAL_SEED_OFFSET, "rng_seed": 0}))
+
+
+def compute_random(cfg, protocol: dict) -> dict:
+    """Plays ``protocol["episodes"]`` games with uniformly random actions on the evaluation envs."""
+    import jax
+
+    import agents.envs
+    from agents.loop import evaluate
+
+    envs = agents.envs.make(cfg.env, "eval", protocol["env_seed"])
+    t0 = time.time()
+    try:
+        result = evaluate(uniform_random_policy(envs.spec.num_actions), None, envs, protocol["episodes"],
+                          jax.random.PRNGKey(protocol["rng_seed"]), protocol["env_seed"])
+    finally:
+        envs.close()
+    metrics = result.metrics()
+    functional = getattr(envs, "functional", None)
+    return {
+        "protocol": protocol,
+        "returns": [float(r) for r in result.returns],
+        "mean": metrics["eval/return_mean"],
+        "std": metrics["eval/return_std"],
+        "episodes": metrics["eval/episodes"],
+        "capped_fraction": metrics["eval/capped_fraction"],
+        "sticky_action_prob": getattr(functional, "sticky_action_prob", None),
+        "seconds": round(time.time() - t0, 1),
+        "computed": _now(),
+    }
+
+
+def random_row(cfg, cached: dict | None) -> dict:
+    """The cached random row where its protocol is this one, else a fresh one."""
+    protocol = random_protocol(cfg)
+    if cached and cached.get("protocol") == protocol:
+        return cached
+    return compute_random(cfg, protocol)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def mean_ci_bootstrap(scores: Sequence[float], reps: int = BOOTSTRAP_REPS) -> list[float]:
+    """95% percentile interval of the mean (rliable stratified bootstrap, one task)."""
+    from benchmarks.atari100k.aggregate import interval_estimates
+
+    column = np.asarray(scores, float).reshape(-1, 1)
+    (lo,), (hi,) = interval_estimates([column], lambda x: np.array([x.mean()]), reps)
+    return [float(lo), float(hi)]
+
+
+def mean_ci_t(scores: Sequence[float]) -> list[float] | None:
+    """Student t 95% interval of the mean; None for fewer than 2 scores."""
+    from scipy import stats
+
+    x = np.asarray(scores, float)
+    if len(x) < 2:
+        return None
+    half = stats.t.ppf(0.975, len(x) - 1) * x.std(ddof=1) / math.sqrt(len(x))
+    return [float(x.mean() - half), float(x.mean() + half)]
+
+
+def welch_interval(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int) -> list[float]:
+    """Welch's 95% t interval on ``mean_a - mean_b`` from the means, the population standard
+    deviations (``np.std``, as the metrics log them) and the counts."""
+    from scipy import stats
+
+    var_a = std_a**2 * n_a / (n_a - 1) if n_a > 1 else 0.0
+    var_b = std_b**2 * n_b / (n_b - 1) if n_b > 1 else 0.0
+    ea, eb = var_a / n_a, var_b / n_b
+    diff, se = mean_a - mean_b, math.sqrt(ea + eb)
+    if se == 0:
+        return [float(diff), float(diff)]
+    df = (ea + eb) ** 2 / ((ea**2 / (n_a - 1) if n_a > 1 else 0.0) + (eb**2 / (n_b - 1) if n_b > 1 else 0.0))
+    half = stats.t.ppf(0.975, df) * se
+    return [float(diff - half), float(diff + half)]
+
+
+def protocol_issues(record: dict) -> list[str]:
+    """Why a game's result does not count towards the must-show verdicts (empty: it counts)."""
+    issues = []
+    if record.get("budget_env_steps") != BUDGET:
+        issues.append(f"{record.get('budget_env_steps')} env steps, not {BUDGET:,}")
+    if record.get("extra_args"):
+        issues.append("train.py flags after --: " + " ".join(map(str, record["extra_args"])))
+    seeds = record.get("seeds", [])
+    if len(seeds) < MIN_SEEDS:
+        issues.append(f"{len(seeds)} seed{'s' if len(seeds) != 1 else ''}, fewer than {MIN_SEEDS}")
+    missing = [s["seed"] for s in seeds if not s.get("final_eval")]
+    if missing:
+        issues.append(f"no final evaluation for seed {', '.join(map(str, missing))}")
+    if any(s["final_eval"]["episodes"] < EVAL_GAMES for s in seeds if s.get("final_eval")):
+        issues.append(f"final evaluations of fewer than {EVAL_GAMES} games")
+    if not record.get("random"):
+        issues.append("no random row")
+    return issues
+
+
+def summarize_game(record: dict) -> dict:
+    """A game's scores, intervals and verdicts from its result JSON (the seeds and the random row)."""
+    game = record["game"]
+    seeds = [s for s in record.get("seeds", []) if s.get("final_eval")]
+    finals = [s["final_eval"]["return_mean"] for s in seeds]
+    random = record.get("random")
+    out: dict[str, Any] = {"game": game, "seeds": [s["seed"] for s in seeds], "final_returns": finals,
+                           "mean": None, "mean_ci95": None, "mean_ci95_t": None}
+    if finals:
+        out.update(mean=float(np.mean(finals)), mean_ci95=mean_ci_bootstrap(finals), mean_ci95_t=mean_ci_t(finals))
+    out["random_mean"] = random["mean"] if random else None
+    per_seed = []
+    for s in seeds:
+        f = s["final_eval"]
+        if random:
+            lo, hi = welch_interval(f["return_mean"], f["return_std"], f["episodes"],
+                                    random["mean"], random["std"], random["episodes"])
+            per_seed.append({"seed": s["seed"], "difference": f["return_mean"] - random["mean"], "ci95": [lo, hi],
+                             "beats_random": lo > 0})
+    out["vs_random"] = per_seed
+    out["every_seed_beats_random"] = (bool(per_seed) and len(per_seed) == len(record.get("seeds", []))
+                                      and all(p["beats_random"] for p in per_seed))
+    references = REFERENCES[game]
+    for verdict, ref in VERDICTS.items():
+        out[verdict] = None if out["mean"] is None or references[ref] is None else out["mean"] >= references[ref]
+    walls = [s.get("wall_clock_min") for s in record.get("seeds", [])]
+    out["wall_clock_min"] = walls
+    out["seeds_within_wall_target"] = sum(w is not None and w <= WALL_TARGET_MIN for w in walls)
+    out["protocol_issues"] = protocol_issues(record)
+    return out
+
+
+def must_show(summaries: dict[str, dict]) -> dict:
+    """The must-show counts over the games run to protocol; verdicts stay null until all five are."""
+    complete = [g for g in GAMES if g in summaries and not summaries[g]["protocol_issues"]]
+    out: dict[str, Any] = {
+        "complete_games": complete,
+        "missing_games": [g for g in GAMES if g not in summaries],
+        "off_protocol_games": {g: summaries[g]["protocol_issues"] for g in GAMES
+                               if g in summaries and summaries[g]["protocol_issues"]},
+    }
+    decided = len(complete) == len(GAMES)
+    for verdict, needed in MUST_SHOW.items():
+        count = sum(bool(summaries[g][verdict]) for g in complete)
+        out[verdict] = {"count": count, "of": len(complete), "needed": needed, "met": count >= needed if decided else None}
+    out["all_met"] = all(out[v]["met"] for v in MUST_SHOW) if decided else None
+    return out
+
+
+# ----------------------------------------------------------------------------- output
+
+
+def _num(x: float | None, digits: int = 1) -> str:
+    return "—" if x is None else f"{x:.{digits}f}"
+
+
+def _ref(game: str, key: str) -> str:
+    value = REFERENCES[game][key]
+    if value is None:
+        return "—"
+    span = REFERENCE_RANGES.get(game, {}).get(key)
+    return f"{value:g}" + (f" ({span[0]:g}-{span[1]:g})" if span else "")
+
+
+def _yes(flag: bool | None) -> str:
+    return "—" if flag is None else "yes" if flag else "no"
+
+
+TABLE_HEADER = ["game", "final return per seed", "mean [95% CI, bootstrap]", "random", "DQN@0.5M", "DQN@5M",
+                "PPO@10M", "≥ DQN@0.5M", "≥ DQN@5M", "every seed > random", f"wall-clock per seed (min; ≤ {WALL_TARGET_MIN:g})"]
+
+
+def table_row(game: str, summary: dict) -> list[str]:
+    lo_hi = summary["mean_ci95"]
+    walls = summary["wall_clock_min"]
+    wall_text = " / ".join(_num(w) for w in walls) + f" ({summary['seeds_within_wall_target']}/{len(walls)})"
+    return [
+        game + (" *" if summary["protocol_issues"] else ""),
+        " / ".join(_num(x) for x in summary["final_returns"]) or "—",
+        f"{_num(summary['mean'])} [{_num(lo_hi[0])}, {_num(lo_hi[1])}]" if lo_hi else "—",
+        _num(summary["random_mean"], 2),
+        _ref(game, "dqn_0.5M"), _ref(game, "dqn_5M"), _ref(game, "ppo_10M"),
+        _yes(summary["reaches_dqn_0.5M"]), _yes(summary["reaches_dqn_5M"]),
+        (_yes(summary["every_seed_beats_random"])
+         + f" ({sum(p['beats_random'] for p in summary['vs_random'])}/{len(summary['vs_random'])})"),
+        wall_text,
+    ]
+
+
+def must_show_lines(verdicts: dict) -> list[str]:
+    names = {"reaches_dqn_0.5M": "games reaching DQN@0.5M", "reaches_dqn_5M": "games reaching DQN@5M",
+             "every_seed_beats_random": "games where every seed beats random"}
+    lines = []
+    for verdict, label in names.items():
+        v = verdicts[verdict]
+        state = "open" if v["met"] is None else "met" if v["met"] else "NOT met"
+        lines.append(f"must-show: {label}: {v['count']} of {v['of']} complete games (need {v['needed']} of "
+                     f"{len(GAMES)}): {state}")
+    if verdicts["missing_games"]:
+        lines.append(f"missing games: {', '.join(verdicts['missing_games'])}")
+    for game, issues in verdicts["off_protocol_games"].items():
+        lines.append(f"* {game} is off protocol (not counted): {'; '.join(issues)}")
+    return lines
+
+
+def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Path:
+    """Learning curves, one panel per game: the mean over seeds with its 95% bootstrap band
+    (seeds resampled jointly over the curve), each seed thin, the references and random as
+    horizontal lines. ``agents.plots.plot_runs`` draws one set of references on every panel,
+    hence this small figure of its own; it reuses that module's curve alignment."""
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import StrMethodFormatter
+
+    from agents.plots import align
+    from benchmarks.atari100k.aggregate import interval_estimates
+
+    fig = Figure(figsize=(15, 8.6), layout="constrained")
+    axes = fig.subplots(2, 3).ravel()
+    budget = max([r.get("budget_env_steps") or BUDGET for r in records.values()], default=BUDGET)
+    styles = {"dqn_0.5M": ("C1", "--"), "dqn_5M": ("C2", "-."), "ppo_10M": ("C3", ":")}
+    for ax, game in zip(axes, GAMES):
+        ax.set_title(game, fontsize=11)
+        ax.set_xlabel("env steps", fontsize=9)
+        ax.set_ylabel("greedy evaluation return", fontsize=9)
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+        ax.grid(alpha=0.3)
+        ax.set_xlim(0, budget * 1.02)
+        for key, (color, ls) in styles.items():
+            value = REFERENCES[game][key]
+            if value is not None:
+                ax.axhline(value, color=color, ls=ls, lw=1.2, label=f"{REFERENCE_NAMES[key]} = {_ref(game, key)}")
+        if game not in records:
+            ax.text(0.5, 0.5, "no result yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+            ax.set_ylim(bottom=0.0)
+            ax.legend(fontsize=7, loc="upper left")
+            continue
+        summary = summaries[game]
+        if summary["random_mean"] is not None:
+            ax.axhline(summary["random_mean"], color="0.35", lw=1.0, label=f"random = {summary['random_mean']:.2f}")
+        curves = [(np.array([p[0] for p in s["curve"]], float), np.array([p[2] for p in s["curve"]], float))
+                  for s in records[game].get("seeds", []) if s.get("curve")]
+        n = len(curves)
+        if n == 1:
+            ax.plot(*curves[0], color="C0", lw=1.8, marker="o", ms=3, label="ours (1 seed)")
+        elif n > 1:
+            grid, values, how = align(curves)
+            for xs, ys in curves:
+                ax.plot(xs, ys, color="C0", lw=0.7, alpha=0.4)
+            if how != "none":
+                center = values.mean(axis=0)
+                lo, hi = interval_estimates([values[:, None, :]], lambda x: x[:, 0, :].mean(axis=0), BOOTSTRAP_REPS)
+                ax.plot(grid, center, color="C0", lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
+                        label=f"ours: mean of {n} seeds, 95% CI")
+                ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0)
+        if summary["protocol_issues"]:
+            ax.set_title(f"{game} (off protocol)", fontsize=11)
+        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+        ax.legend(fontsize=7, loc="upper left")
+    notes = axes[-1]
+    notes.axis("off")
+    text = ["Thin lines: single seeds. Bands: rliable bootstrap over seeds.",
+            "Horizontal lines: published scores at far more samples", "(DQN 5x and 50x, PPO 100x ours).", ""]
+    for note in NOTES[:2]:
+        words, line = note.split(), ""
+        for word in words:
+            if len(line) + len(word) > 62:
+                text.append(line)
+                line = ""
+            line += ("" if not line else " ") + word
+        text += [line, ""]
+    notes.text(0.0, 1.0, "\n".join(text), va="top", ha="left", fontsize=8.5, color="0.25", transform=notes.transAxes)
+    fig.suptitle("MinAtar-100k: greedy evaluation return over training", fontsize=12)
+    fig.savefig(out, dpi=120)
+    return out
+
+
+def aggregate(results_dir: Path, preset: str) -> dict:
+    """Reads the game JSONs that exist, prints the table and the must-show verdicts, writes
+    ``<stem>.json`` and, where any game has a result, the figure beside it."""
+    records: dict[str, dict] = {}
+    for game in GAMES:
+        path = game_path(results_dir, preset, game)
+        if path.exists():
+            record = _read_json(path)
+            if not isinstance(record, dict) or record.get("game") != game:
+                print(f"{PROG}: skipping {path}: not a {game} result", file=sys.stderr)
+                continue
+            records[game] = record
+    summaries = {game: summarize_game(record) for game, record in records.items()}
+    verdicts = must_show(summaries)
+    rows = [table_row(game, summaries[game]) for game in GAMES if game in summaries]
+    record = {
+        "benchmark": "minatar-100k",
+        "preset": preset,
+        "budget_env_steps": BUDGET,
+        "games": {game: {"result": str(game_path(results_dir, preset, game)), "commit": records[game].get("commit"),
+                         "date": records[game].get("date"), **summaries[game]} for game in summaries},
+        "must_show": verdicts,
+        "references": REFERENCES,
+        "reference_ranges": REFERENCE_RANGES,
+        "reference_sources": REFERENCE_SOURCES,
+        "statistics": STATISTICS,
+        "notes": NOTES,
+    }
+    path = write_result(table_path(results_dir, preset), record, (TABLE_HEADER, rows) if rows else None)
+    print("\n".join([*must_show_lines(verdicts), "", *(f"note: {n}" for n in NOTES)]))
+    if records:
+        try:
+            print(f"wrote {draw(records, summaries, path.with_suffix('.png'))}")
+        except (ImportError, OSError, ValueError) as e:  # the JSON is the result; the figure is a convenience
+            print(f"{PROG}: no figure: {e}", file=sys.stderr)
+    return record
+
+
+def run_game(game: str, plans: list[Plan], args, extra: list[str]) -> dict:
+    """Trains the game's unfinished seeds, then writes its result JSON."""
+    for plan in plans:
+        if plan.state == "finished":
+            print(f"{game} seed {plan.seed}: finished in {plan.run_dir}; not trained again", flush=True)
+            continue
+        verb = "resuming" if plan.state == "resume" else "training"
+        print(f"{game} seed {plan.seed}: {verb} ({plan.cfg.loop.env_steps:,} env steps) in {plan.run_dir}", flush=True)
+        train_seed(plan, args, extra)
+        if _env_steps(plan.run_dir) < plan.cfg.loop.env_steps:
+            print(f"{PROG}: {game} seed {plan.seed}: stopped at {_env_steps(plan.run_dir):,} of "
+                  f"{plan.cfg.loop.env_steps:,} env steps; run the same command to resume", file=sys.stderr)
+            raise SystemExit(1)
+    seeds = [seed_result(plan) for plan in plans]
+    for s in seeds:
+        f = s["final_eval"]
+        print(f"{game} seed {s['seed']}: final eval "
+              + (f"{f['return_mean']:.2f} ± {f['return_std']:.2f} over {f['episodes']} games" if f else "missing")
+              + f", {_num(s['wall_clock_min'])} min from launch", flush=True)
+    path = game_path(args.results_dir, args.preset, game)
+    cached = (_read_json(path) or {}).get("random")
+    random = random_row(plans[0].cfg, cached)
+    print(f"{game} random policy: {random['mean']:.2f} ± {random['std']:.2f} over {random['episodes']} games"
+          + (" (cached)" if random is cached else ""), flush=True)
+    record = {
+        "benchmark": "minatar-100k",
+        "game": game,
+        "env_id": PREFIX + game,
+        "preset": args.preset,
+        "budget_env_steps": plans[0].cfg.loop.env_steps,
+        "seeds_requested": [p.seed for p in plans],
+        "extra_args": extra,
+        "run_root": str(args.run_root),
+        "seeds": seeds,
+        "random": random,
+        "references": {REFERENCE_NAMES[k]: v for k, v in REFERENCES[game].items()},
+        "reference_ranges": {REFERENCE_NAMES[k]: v for k, v in REFERENCE_RANGES.get(game, {}).items()},
+        "reference_sources": {REFERENCE_NAMES[k]: v for k, v in REFERENCE_SOURCES.items()},
+        "statistics": STATISTICS,
+        "notes": NOTES,
+    }
+    record["summary"] = summary = summarize_game(record)
+    header = ["seed", "env steps", "final eval (mean ± std, games)", "minus random [95% CI, Welch]", "beats random",
+              "wall-clock (min)", f"≤ {WALL_TARGET_MIN:g} min", "launches"]
+    rows = []
+    for s in seeds:
+        f = s["final_eval"]
+        v = next((p for p in summary["vs_random"] if p["seed"] == s["seed"]), None)
+        rows.append([s["seed"], s["env_steps"], f"{f['return_mean']:.2f} ± {f['return_std']:.2f} ({f['episodes']})" if f else "—",
+                     f"{v['difference']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]" if v else "—",
+                     _yes(v["beats_random"]) if v else "—", _num(s["wall_clock_min"]), _yes(s["within_wall_target"]),
+                     s["launches"]])
+    write_result(path, record, (header, rows))
+    return record
+
+
+def main(argv: list[str] | None = None) -> int:
+    args, extra, plans = parse(sys.argv[1:] if argv is None else list(argv))
+    try:
+        for game in dict.fromkeys(p.game for p in plans):
+            run_game(game, [p for p in plans if p.game == game], args, extra)
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted; run the same command to resume", file=sys.stderr)
+        return 130
+    aggregate(args.results_dir, args.preset)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
