@@ -179,20 +179,16 @@ def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> 
 
 def read_learning_curve(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     """(env_steps, eval/return_mean) from a metrics.jsonl; other lines are ignored."""
+    from agents.plots import read_records
+
     steps, values = [], []
-    with open(path) as f:
-        for line in f:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if isinstance(rec, dict) and "env_steps" in rec and "eval/return_mean" in rec:
-                try:
-                    s, v = float(rec["env_steps"]), float(rec["eval/return_mean"])
-                except (TypeError, ValueError):
-                    continue
-                steps.append(s)
-                values.append(v)
+    for rec in read_records(str(path)):
+        try:
+            s, v = float(rec["env_steps"]), float(rec["eval/return_mean"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        steps.append(s)
+        values.append(v)
     order = np.argsort(steps, kind="stable")
     return np.asarray(steps)[order], np.asarray(values)[order]
 
