@@ -214,7 +214,10 @@ def minatar() -> Config:
 
     A small MLP world model over the flattened frame (MinAtar frames are 100 to 1,000 binary
     inputs: an MLP is cheap on a CPU and sees the whole board at once), Gumbel search, many
-    envs stepped inside the compiled loop (the env is pure JAX, see agents/loop.py).
+    envs stepped inside the compiled loop (the env is pure JAX, see agents/loop.py). Replay
+    ratio 0.5: on Breakout (seed 0, 2-core CPU) 0.125 reached 5.6 in 2.3 minutes and 0.5
+    reached 6.9 in 9 minutes; reanalysis sweeps (5.5 at 0.125), a larger MLP (latent 256,
+    two hidden layers: 1.4 at 25k steps) and 32 simulations (5.7 at 25k) did not help.
     """
     return Config(
         preset="minatar",
@@ -230,7 +233,7 @@ def minatar() -> Config:
             optimizer="adamw", learning_rate=1e-3, warmup_updates=200, weight_decay=1e-4, max_grad_norm=5.0,
             td_steps=5, td_age_step=100_000, target_update_interval=200, reanalyze_fraction=0.0, updates_per_call=8,
         ),
-        loop=LoopConfig(env_steps=100_000, replay_ratio=0.125, eval_every=10_000, log_every_s=10.0,
+        loop=LoopConfig(env_steps=100_000, replay_ratio=0.5, eval_every=25_000, log_every_s=10.0,
                         checkpoint_every_s=120.0),
     )
 
