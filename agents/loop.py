@@ -238,9 +238,17 @@ class _Run:
         return collected + cfg.loop.extra_updates
 
     # -- the loop ------------------------------------------------------------------------------
+    def finished(self) -> bool:
+        """The run has nothing left to do: its budget is spent, or it stopped early and its
+        stop rule still holds (a resumed run that stopped early stays stopped)."""
+        c, loop = self.counters, self.cfg.loop
+        held = bool(c.stopped) and loop.stop_when_held > 0 and c.held >= loop.stop_when_held
+        return held or (c.env_steps >= loop.env_steps and c.updates >= self.total_updates())
+
     def run(self) -> Counters:
         with install_signal_handlers() as stop:
-            self.collect(stop)
+            if not self.finished():
+                self.collect(stop)
             if stop:
                 print(f"signal {stop.signum}: checkpointing at {self.counters.env_steps} env steps and stopping", flush=True)
             elif self.counters.env_steps >= self.cfg.loop.env_steps and self.cfg.loop.extra_updates:
@@ -278,7 +286,8 @@ class _Run:
                 next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
                 self.run_evaluation()
                 if cfg.loop.stop_when_held and c.held >= cfg.loop.stop_when_held:
-                    c.stopped = (f"the evaluation held {cfg.loop.thresholds[0]:g} for {c.held} evaluations in a row")
+                    c.stopped = (f"the evaluation held {cfg.loop.thresholds[0]:g} for {c.held} evaluation"
+                                 f"{'s' if c.held > 1 else ''} in a row")
                     break
             if time.time() - last_log >= cfg.loop.log_every_s:
                 last_log = time.time()
