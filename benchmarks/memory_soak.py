@@ -24,6 +24,7 @@ Writes ``benchmarks/results/memory_soak_<tag>.json`` and ``memory_soak_<preset>.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -79,16 +80,11 @@ def _status(pid: int) -> dict:
 def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except FileNotFoundError:
-            continue
-        for tid in tasks:
+        for path in glob.glob(f"/proc/{todo.pop()}/task/*/children"):
             try:
-                with open(f"/proc/{p}/task/{tid}/children") as f:
+                with open(path) as f:
                     kids = [int(x) for x in f.read().split()]
-            except (FileNotFoundError, ProcessLookupError):
+            except (FileNotFoundError, ProcessLookupError):  # the task ended since the glob
                 continue
             found.extend(kids)
             todo.extend(kids)
@@ -279,29 +275,19 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
         "children_seen": max(s["children"] for s in samples),
         "threads_baseline_loop_end": [base["threads"], loop_end["threads"]],
         "compiles_total": sum("Finished XLA compilation" in l for _, l in compile_lines),
-        "compiles_after_baseline": [{"t": t, "env_steps": _steps_at(samples, t), "line": l[:300]}
-                                    for t, l in compile_lines if t > base["t"]],
+        # env steps of the last sample at or before each compile (env steps never decrease)
+        "compiles_after_baseline": [{"t": t, "env_steps": max([s["env_steps"] for s in samples if s["t"] <= t], default=0),
+                                     "line": l[:300]} for t, l in compile_lines if t > base["t"]],
         "samples": samples,
     }
 
 
-def _steps_at(samples: list[dict], t: float) -> int:
-    steps = 0
-    for s in samples:
-        if s["t"] > t:
-            break
-        steps = s["env_steps"]
-    return steps
-
-
 def plot(row: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     s = row["samples"]
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig = Figure(figsize=(9, 4.8), layout="tight")
+    ax = fig.subplots()
     ax.plot([x["env_steps"] for x in s], [x["rss_kb"] / 1024 for x in s], lw=0.8, label="RSS (process + children)")
     ax.axvline(row["buffer_full_at_env_steps"], color="tab:red", ls="--", lw=1.5, label="buffer full")
     ax.axvline(row["baseline_sample"]["env_steps"], color="tab:green", ls=":", lw=1.5,
@@ -326,9 +312,7 @@ def plot(row: dict, path: str) -> None:
                  f"growth {row['growth_pct']:+.2f}%, steady growth {row['steady_growth_pct']:+.2f}% ({verdict})", fontsize=10)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:
