@@ -12,13 +12,10 @@ runs already (train.py would resume them). From the run's ``metrics.jsonl`` and
 ``--threshold``, the env steps and wall-clock *from process launch* (start-up and every
 compile included) at which the evaluation mean first reached it.
 
-``--vs-random`` then plays ``--episodes`` evaluation games with each seed's trained agent
-(greedy: argmax of the search policy, the latest checkpoint through
-``agents.loop.restore_params``) and as many with a uniformly random policy, both with
-``agents.loop.evaluate`` on identical evaluation envs (same seeds, no reward clipping),
-and reports both means with a 95% interval on their difference (rliable's bootstrap, each
-policy's games resampled on their own) and, for games with FIRE actions, the share of the
-agent's actions that press FIRE (a greedy agent that never fires never launches the ball
+``--vs-random`` then plays ``--episodes`` evaluation games with each seed's trained agent and
+as many with a uniformly random policy on identical envs (:func:`versus_random`), and reports
+both means, a 95% interval on their difference and, for games with FIRE actions, the share of
+the agent's actions that press FIRE (a greedy agent that never fires never launches the ball
 in Breakout).
 
 Prints a table and writes ``benchmarks/results/learning_<preset>_<env>.json`` (machine and

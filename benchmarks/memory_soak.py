@@ -1,20 +1,13 @@
 #!/usr/bin/env python3
 """Memory soak: resident memory of a training run that goes well past replay capacity.
 
-Runs ``scripts/train.py`` once per preset in a fresh process, the replay capacity shrunk so
-the run covers several times the capacity in a few minutes, with periodic evaluation,
-checkpointing, metric logging and TensorBoard on (as in a real run). Every ``--interval``
-seconds it samples the RSS of the process and its descendants (``/proc/<pid>/status``), the
-run's env steps (the last ``metrics.jsonl`` record) and the checkpoints committed; with
-``JAX_LOG_COMPILES=1`` (default) the compile lines are timestamped as they arrive.
-
-The buffer is full at ``env_steps >= (capacity // num_envs) * num_envs``. The baseline is
-the peak RSS over ``--window-s`` from the first sample at which the buffer is full and a
-post-full evaluation and checkpoint are done; final is the peak over the last window of the
-training loop; growth = (final - baseline) / baseline. glibc hands the compile heap back at
-an unpredictable moment (a drop of > 100 MiB within 2 s), so *steady growth* repeats the
-comparison from the last such release after the baseline. PASS if both are < 5%. The
-definitions and why they are what they are: ``benchmarks/README.md``, "Memory soak".
+Runs ``scripts/train.py`` once per preset in a fresh process, the replay capacity shrunk
+(:data:`SOAKS`) so the run covers several times the capacity in a few minutes, evaluation,
+checkpoints, metric logging and TensorBoard on as in a real run, and samples the RSS of the
+process and its descendants every ``--interval`` seconds. Growth compares windowed peaks at a
+baseline (buffer full, a post-full evaluation and checkpoint done) and at the end of the loop,
+and again from the last release of heap after the baseline (:func:`analyse`); PASS if both are
+under 5%. The definitions and why they are what they are: ``benchmarks/README.md``, "Memory soak".
 
     python benchmarks/memory_soak.py                          # both presets: ~6 min on an idle 2-core CPU, ~16 loaded
     python benchmarks/memory_soak.py --presets cartpole --scale 3
@@ -316,7 +309,7 @@ def plot(row: dict, path: str) -> None:
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="memory_soak.py", description=__doc__.split("\n")[1])
+    parser = Parser(prog="memory_soak.py", description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=list(SOAKS), choices=list(SOAKS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the default run lengths")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")

@@ -17,30 +17,11 @@ launch (start, seconds from launch to exit, exit code, env steps before and afte
 to ``launches.json`` in the run directory.
 
 **Per game** (``results/minatar_<Game>.json``; ``minatar_<preset>_<Game>.json`` for another
-preset): each seed's final greedy evaluation (the last ``eval/*`` record of ``metrics.jsonl``:
-30 games with the ``minatar`` preset, at the end of training), its learning curve and its
-wall-clock minutes from process launch to exit (start-up and compiles included, summed over
-launches if it was resumed) against the 15-minute target; a random-policy row (uniformly random
-actions through ``agents.loop.evaluate`` on the runs' evaluation envs, env seed
-``EVAL_SEED_OFFSET`` as a seed-0 run's first evaluation, as many games), computed once and kept
-in the game's JSON for as long as its protocol (the env config, games, seeds) stays the same;
-the published references; and the summary below. Writing a game's JSON also rewrites the table.
-
-**Statistics.** The mean over seeds of the final scores with a 95% interval from rliable's
-stratified bootstrap over the seeds (percentile, 2,000 resamples, through
-``benchmarks.atari100k.aggregate.interval_estimates``); a Student t interval is kept beside it
-because with 3 seeds a bootstrap interval cannot reach past the lowest and highest seed. A seed
-*beats random* when Welch's 95% t interval on its final mean minus the random mean (from the
-means, standard deviations and game counts, which is what the metrics log holds) lies above 0.
-
-**Verdicts.** Per game: the mean reaches DQN after 0.5M frames (5x our samples), DQN after 5M
-(50x), and every seed beats random. Must-show over the five games: at least 4 reach DQN@0.5M,
-at least 2 reach DQN@5M, every seed beats random on all 5. Only games run to protocol (100k
-env steps, no flags after ``--``, at least 3 seeds, 30-game final evaluations) count; until
-all five do, the must-show verdicts are open (null).
-
-**References.** DQN: read off the learning curves of the MinAtar paper (Young & Tian 2019, 30
-seeds, sticky actions 0.1); PPO: gymnax-blines after 10M steps. See :data:`NOTES`.
+preset): each seed's final greedy evaluation, learning curve and wall-clock from launch (summed
+over launches), a random-policy row computed once and kept while its protocol (:func:`random_protocol`)
+stays the same, the references and the summary; writing it also rewrites the table. What the
+columns, intervals and verdicts mean (:data:`STATISTICS`, :data:`MUST_SHOW`, :data:`NOTES`,
+:data:`REFERENCE_SOURCES`) and why: ``benchmarks/README.md``, "MinAtar-100k".
 """
 
 from __future__ import annotations

@@ -1,36 +1,23 @@
 """Where the time (and the FLOPs) of one training update go, stage by stage.
 
 For each preset (``atari100k``: pUCT 50 simulations; ``atari100k-gumbel``: Gumbel 16) one
-:class:`dreamer.learner.Learner` update is cut into its stages, each the learner's own
-method jitted alone with the real shapes: (1) ``sample``, (2) ``targets`` +
-``observations`` (n-step targets, frame stacks), (3) ``bootstrap`` (target-param values),
-(4) ``reanalyse`` (the preset's search), (5) ``assemble``, (6) loss + gradient (with
-augmentation) and (7) optimiser + target refresh + priorities; and the whole
-``Learner.update``, which is made of exactly these methods (``loss_and_grad`` and
-``apply`` are stages 6 and 7).
+:class:`dreamer.learner.Learner` update is cut into its stages (:data:`STAGES`), each the
+learner's own method jitted alone with the real shapes, beside the whole ``Learner.update``.
 
-**FLOPs**: XLA's cost analysis (``jax.jit(f).lower(*shapes).compile().cost_analysis()``)
-needs shapes only, so the full-size presets are analysed on a CPU. XLA counts a loop body
-once, so the loss's ``lax.scan`` is fully unrolled at trace time, and mctx's simulation
-loop is lowered with ``unroll=1`` and ``2``: ``total = f(1) + (S - 1)(f(2) - f(1))``; the
-whole update gets the reanalysis's per-simulation cost the same way. **Full run**: FLOPs
-per update x ``replay_ratio * (100k - min_size) + extra_updates`` updates (as the loop
-counts them) plus acting, and floors at an H100's 989 TFLOP/s (dense bf16) and ~60 TFLOP/s
-(fp32): floors, not measurements.
-
-**Times**: the library's programs, unpatched, on a replay holding ``min_size`` random
-transitions (written by the agent's ``observe``), heads re-drawn at random; after a warm-up
-call each, round-robin rounds (load from other jobs falls on all alike), median per stage,
-every call ending in ``block_until_ready``. Details: ``benchmarks/README.md``, "Profile of
-the update".
+**FLOPs**: XLA's cost analysis needs shapes only, so the full-size presets are analysed on a
+CPU. XLA counts a loop body once, hence the loss's scan unrolled at trace time and the search
+costed per simulation (:func:`search_corrected`); the full run's FLOPs and their floors at an
+H100's peak rates are floors, not measurements (:func:`full_run`). **Times**: the library's
+programs, unpatched, on a replay of ``min_size`` random transitions, heads re-drawn at random,
+median of round-robin rounds (:func:`time_stages`). Details: ``benchmarks/README.md``,
+"Profile of the update".
 
     python benchmarks/profile_update.py --scale            # full-size FLOPs + CPU timing at --scale, both presets
     python benchmarks/profile_update.py --scale --no-full  # only the scaled analysis and timing
     python benchmarks/profile_update.py                    # full size, FLOPs and timing (meant for a GPU)
 
-``--scale`` applies ``benchmarks.harness.scale_overrides`` (as throughput.py). Prints a
-table per preset and writes ``benchmarks/results/profile_update_<tag>.json`` (tag: ``cpu``
-or the GPU kind, ``_scaled`` with ``--scale``).
+Prints a table per preset and writes ``benchmarks/results/profile_update_<tag>.json`` (tag:
+``cpu`` or the GPU kind, ``_scaled`` with ``--scale``).
 """
 
 from __future__ import annotations
@@ -102,11 +89,8 @@ def stage_functions(learner: Learner) -> dict[str, Callable]:
         grads, priorities, _ = learner.loss_and_grad(params, batch, rng)
         return priorities, grads
 
-    def apply(state, replay, grads, window, priorities):
-        return learner.apply(state, replay, grads, window, priorities)
-
     return {"sample": learner.sample, "targets": targets, "bootstrap": bootstrap, "reanalyse": reanalyse,
-            "assemble": assemble, "loss_grad": loss_grad, "apply": apply, "update": learner.update}
+            "assemble": assemble, "loss_grad": loss_grad, "apply": learner.apply, "update": learner.update}
 
 
 def stage_arguments(call: Callable, state, replay, key, beta) -> dict[str, tuple]:

@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     if "--" in argv:
         cut = argv.index("--")
         argv, train_extra = argv[:cut], argv[cut + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("game", help="Atari game, e.g. Breakout, MsPacman")
     parser.add_argument("seed", type=int)
     parser.add_argument("--preset", default="atari100k")
