@@ -94,17 +94,16 @@ def time_calls(call: Callable[[], Any], *, min_reps: int = 3, max_reps: int = 10
     seconds in all. With ``warmup`` one call comes first, timed apart as ``first_call_s``
     (for a jitted function not yet compiled, that is where the compile goes; use
     :func:`compile_timed` to measure the compile alone). Returns :func:`time_stats`."""
-    first = None
-    if warmup:
+    def timed() -> float:
         t0 = time.perf_counter()
         jax.block_until_ready(call())
-        first = time.perf_counter() - t0
+        return time.perf_counter() - t0
+
+    first = {"first_call_s": timed()} if warmup else {}
     times: list[float] = []
     while len(times) < min_reps or (len(times) < max_reps and sum(times) < target_s):
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - t0)
-    return {**({"first_call_s": first} if warmup else {}), **time_stats(times)}
+        times.append(timed())
+    return {**first, **time_stats(times)}
 
 
 class CompileLog:

@@ -157,14 +157,13 @@ def projection(cfg: Config, n: int, env_ms: float, act_ms: float, add_ms: float,
            "sequential_s": steps / n * vec_s + updates / updates_per_s,
            "sequential_formula": "steps/num_envs * (env + act with host transfers + add) + updates / updates_per_s",
            "excludes": "evaluation, checkpointing, start-up and compiles"}
+    out["sequential_min"] = out["sequential_s"] / 60
     if loop is not None:
         out["measured_loop_s"] = (min_size / n * vec_s + (steps - min_size) / loop["agent_steps_per_s"]
                                   + extra / updates_per_s)
         out["measured_loop_formula"] = ("min_size/num_envs * (env + act + add) + (steps - min_size) / loop "
                                         "agent_steps_per_s + extra_updates / updates_per_s")
-    for key in ("sequential", "measured_loop"):
-        if f"{key}_s" in out:
-            out[f"{key}_min"] = out[f"{key}_s"] / 60
+        out["measured_loop_min"] = out["measured_loop_s"] / 60
     return out
 
 

@@ -3,8 +3,9 @@ stratified-bootstrap confidence intervals, reference tables and plots.
 
     python -m benchmarks.atari100k.aggregate [--runs DIR] [--out DIR] [--reps 2000]
 
-Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: README.md, written
-by ``scripts/evaluate.py``); a ``metrics.jsonl`` beside it, if present, gives learning curves. With no runs the reference table is printed alone.
+Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: README.md, written by
+``scripts/evaluate.py``); a ``metrics.jsonl`` beside it, if present, gives learning curves.
+With no runs the reference table is printed alone.
 
 Statistics are rliable's (Agarwal et al., 2021): HNS = (score - random) / (human - random),
 per run the mean return over its evaluation episodes; mean and median over games of the
@@ -260,7 +261,6 @@ def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, floa
     off_budget = sorted({g for g in our_games
                          for s in games_out[g]["ours"]["env_steps"] if s != BUDGET_ENV_STEPS})
     return {
-        "reference_csv": str(reference_csv_path()),
         "n_runs": len(runs),
         "bootstrap_reps": reps,
         "games": games_out,
