@@ -87,6 +87,13 @@ def time_stats(times: Sequence[float]) -> dict:
             "max_s": float(np.max(times))}
 
 
+def wall(call: Callable[[], Any]) -> float:
+    """Seconds of one ``call()``, waited for with ``jax.block_until_ready`` on what it returns."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    return time.perf_counter() - t0
+
+
 def time_calls(call: Callable[[], Any], *, min_reps: int = 3, max_reps: int = 10, target_s: float = 2.0,
                warmup: bool = False) -> dict:
     """Wall times of ``call()``, each waited for with ``jax.block_until_ready`` on what it
@@ -94,15 +101,10 @@ def time_calls(call: Callable[[], Any], *, min_reps: int = 3, max_reps: int = 10
     seconds in all. With ``warmup`` one call comes first, timed apart as ``first_call_s``
     (for a jitted function not yet compiled, that is where the compile goes; use
     :func:`compile_timed` to measure the compile alone). Returns :func:`time_stats`."""
-    def timed() -> float:
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        return time.perf_counter() - t0
-
-    first = {"first_call_s": timed()} if warmup else {}
+    first = {"first_call_s": wall(call)} if warmup else {}
     times: list[float] = []
     while len(times) < min_reps or (len(times) < max_reps and sum(times) < target_s):
-        times.append(timed())
+        times.append(wall(call))
     return {**first, **time_stats(times)}
 
 

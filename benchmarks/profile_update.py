@@ -39,7 +39,7 @@ import agents.envs
 from agents.efficientzero import make_agent, make_model
 from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
 from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, markdown_table,
-                                randomize_heads, scale_overrides, time_stats, write_result)
+                                randomize_heads, scale_overrides, time_stats, wall, write_result)
 from dreamer.config import Config, to_dict
 from dreamer.learner import Learner
 from dreamer.planner import plan
@@ -249,18 +249,12 @@ def time_stages(cfg: Config, spec, rounds: int, target_s: float) -> dict:
         return call
 
     calls = {name: caller(name) for name in (*STAGES, "update")}
-    first = {}
-    for name, call in calls.items():
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        first[name] = time.perf_counter() - t0
+    first = {name: wall(call) for name, call in calls.items()}  # the warm-up call of each: its compile
     times: dict[str, list[float]] = {name: [] for name in calls}
     t_start, done = time.perf_counter(), 0
     while done < rounds or (done < 3 * rounds and time.perf_counter() - t_start < target_s):
         for name, call in calls.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(wall(call))
         done += 1
     print(f"  timing: median ms over {done} round-robin rounds", flush=True)
     return {name: {"ms": 1e3 * time_stats(t)["median_s"], "first_call_s": first[name], **time_stats(t)}

@@ -127,8 +127,7 @@ def throughput(models, batches, *, max_call_s: float | None, reps: tuple[int, in
                     log(f"{name:5} {search:6} {sims:4d} {batch:6d}  skipped: {reason}")
                     continue
                 obs = observations(spec, batch)
-                key = jax.random.PRNGKey(0)
-                compiled, compile_s = compile_timed(jitted, params, key, obs)
+                compiled, compile_s = compile_timed(jitted, params, jax.random.PRNGKey(0), obs)
                 stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
                 row = {"model": name, "search": search, "simulations": sims, "batch": batch, "compile_s": compile_s, **stats}
                 row["searches_per_s"] = batch / row["median_s"]
