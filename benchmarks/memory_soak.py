@@ -105,12 +105,12 @@ def _last_env_steps(path: str, state: dict) -> None:
 
 
 def _checkpoints(run_dir: str) -> list[int]:
-    d = os.path.join(run_dir, "checkpoints")
+    """Steps of the committed checkpoints: orbax writes a save under a temporary name and renames
+    it to the bare step number once it is final."""
     try:
-        names = os.listdir(d)
+        return sorted(int(n) for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.isdigit())
     except FileNotFoundError:
         return []
-    return sorted(int(n) for n in names if n.isdigit() and os.path.isfile(os.path.join(d, n, "meta.json")))
 
 
 # ----------------------------------------------------------------------------- one soak
