@@ -33,35 +33,13 @@ TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "mctx", "numpy", "ale-py")
 
 
-def _cpu_model() -> str:
+def _proc_field(path: str, key: str) -> str | None:
+    """The value of the first ``key: value`` line of a /proc file; None off Linux."""
     try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+        with open(path) as f:
+            return next((line.split(":", 1)[1].strip() for line in f if line.startswith(key)), None)
     except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _mem_total_gib() -> float | None:
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                return round(int(line.split()[1]) / 2**20, 1)
-    except OSError:
-        pass
-    return None
-
-
-def _version(package: str) -> str | None:
-    try:
-        return importlib.metadata.version(package)
-    except importlib.metadata.PackageNotFoundError:
         return None
-
-
-def _load_average() -> list[float] | None:
-    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def machine() -> dict:
@@ -69,18 +47,19 @@ def machine() -> dict:
     jax, jaxlib and the libraries the benchmarks exercise, jax's backend and devices, and
     the load average when called (the machines are often shared)."""
     devices = jax.devices()
+    mem_kib = _proc_field("/proc/meminfo", "MemTotal")
     return {
         "platform": platform.platform(),
-        "processor": _cpu_model(),
+        "processor": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
-        "mem_total_gib": _mem_total_gib(),
+        "mem_total_gib": round(int(mem_kib.split()[0]) / 2**20, 1) if mem_kib else None,
         "python": platform.python_version(),
-        **{p.replace("-", "_"): _version(p) for p in PACKAGES},
+        **{p.replace("-", "_"): importlib.metadata.version(p) for p in PACKAGES},  # all install_requires
         "jax_backend": jax.default_backend(),
         "devices": [str(d) for d in devices],
         "device": str(devices[0]),
         "device_kind": getattr(devices[0], "device_kind", None),
-        "load_average": _load_average(),
+        "load_average": list(os.getloadavg()),
     }
 
 
@@ -108,6 +87,13 @@ def time_stats(times: Sequence[float]) -> dict:
             "max_s": float(np.max(times))}
 
 
+def wall(call: Callable[[], Any]) -> float:
+    """Seconds of one ``call()``, waited for with ``jax.block_until_ready`` on what it returns."""
+    t0 = time.perf_counter()
+    jax.block_until_ready(call())
+    return time.perf_counter() - t0
+
+
 def time_calls(call: Callable[[], Any], *, min_reps: int = 3, max_reps: int = 10, target_s: float = 2.0,
                warmup: bool = False) -> dict:
     """Wall times of ``call()``, each waited for with ``jax.block_until_ready`` on what it
@@ -115,17 +101,11 @@ def time_calls(call: Callable[[], Any], *, min_reps: int = 3, max_reps: int = 10
     seconds in all. With ``warmup`` one call comes first, timed apart as ``first_call_s``
     (for a jitted function not yet compiled, that is where the compile goes; use
     :func:`compile_timed` to measure the compile alone). Returns :func:`time_stats`."""
-    first = None
-    if warmup:
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        first = time.perf_counter() - t0
+    first = {"first_call_s": wall(call)} if warmup else {}
     times: list[float] = []
     while len(times) < min_reps or (len(times) < max_reps and sum(times) < target_s):
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        times.append(time.perf_counter() - t0)
-    return {**({"first_call_s": first} if warmup else {}), **time_stats(times)}
+        times.append(wall(call))
+    return {**first, **time_stats(times)}
 
 
 class CompileLog:
@@ -192,7 +172,7 @@ def write_result(path: str | os.PathLike, record: dict, table: tuple[Sequence[st
     record = dict(record)
     record.setdefault("commit", git_commit())
     record.setdefault("date", datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-    record["machine"] = {**(record.get("machine") or machine()), "load_average_at_end": _load_average()}
+    record["machine"] = {**(record.get("machine") or machine()), "load_average_at_end": list(os.getloadavg())}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(record, indent=1, default=str) + "\n")
@@ -232,24 +212,20 @@ def run_train(cmd: Sequence[str], run_dir: str | os.PathLike) -> tuple[int, floa
     proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
     try:
         out, err = proc.communicate()
+        wall = time.time() - launch
     except KeyboardInterrupt:
         try:
             out, err = proc.communicate(timeout=60)
         except subprocess.TimeoutExpired:
             proc.kill()
             out, err = proc.communicate()
-        _append_log(run_dir, out, err)
         raise
-    wall = time.time() - launch
-    _append_log(run_dir, out, err)
+    finally:
+        os.makedirs(run_dir, exist_ok=True)
+        with open(os.path.join(run_dir, "train_output.log"), "a") as f:
+            f.write(out + err)
     lines = [line for line in err.strip().splitlines() if line.strip()]
     return proc.returncode, wall, lines[-1] if lines else f"train.py exited with {proc.returncode}"
-
-
-def _append_log(run_dir: str | os.PathLike, out: str, err: str) -> None:
-    os.makedirs(run_dir, exist_ok=True)
-    with open(os.path.join(run_dir, "train_output.log"), "a") as f:
-        f.write((out or "") + (err or ""))
 
 
 def uniform_random_policy(num_actions: int) -> Callable:

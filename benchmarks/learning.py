@@ -12,13 +12,10 @@ runs already (train.py would resume them). From the run's ``metrics.jsonl`` and
 ``--threshold``, the env steps and wall-clock *from process launch* (start-up and every
 compile included) at which the evaluation mean first reached it.
 
-``--vs-random`` then plays ``--episodes`` evaluation games with each seed's trained agent
-(greedy: argmax of the search policy, the latest checkpoint through
-``agents.loop.restore_params``) and as many with a uniformly random policy, both with
-``agents.loop.evaluate`` on identical evaluation envs (same seeds, no reward clipping),
-and reports both means with a 95% interval on their difference (rliable's bootstrap, each
-policy's games resampled on their own) and, for games with FIRE actions, the share of the
-agent's actions that press FIRE (a greedy agent that never fires never launches the ball
+``--vs-random`` then plays ``--episodes`` evaluation games with each seed's trained agent and
+as many with a uniformly random policy on identical envs (:func:`versus_random`), and reports
+both means, a 95% interval on their difference and, for games with FIRE actions, the share of
+the agent's actions that press FIRE (a greedy agent that never fires never launches the ball
 in Breakout).
 
 Prints a table and writes ``benchmarks/results/learning_<preset>_<env>.json`` (machine and
@@ -33,6 +30,7 @@ import os
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -54,8 +52,7 @@ def run_seed(seed: int, args, extra: list[str], run_dir: str) -> dict:
         print(f"learning.py: seed {seed}: {error}", file=sys.stderr)
         raise SystemExit(code)
     evals = [r for r in read_metrics(os.path.join(run_dir, "metrics.jsonl")) if "eval/return_mean" in r]
-    with open(os.path.join(run_dir, "summary.json")) as f:
-        summary = json.load(f)
+    summary = json.loads(Path(run_dir, "summary.json").read_text())
     # The run clock starts just before config.json is written: what comes before is start-up
     # (interpreter, imports, envs, agent init).
     startup = os.path.getmtime(os.path.join(run_dir, "config.json")) - launch
@@ -83,15 +80,6 @@ def fire_fraction(actions: np.ndarray, action_set) -> float | None:
     return float(np.isin(np.asarray(actions), fire).mean()) if fire and np.size(actions) else None
 
 
-def bootstrap_difference(a, b, reps: int = 10_000, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of mean(a) - mean(b), each side resampled on its own (rliable)."""
-    from benchmarks.atari100k.aggregate import interval_estimates
-
-    columns = [np.asarray(x, float).reshape(-1, 1) for x in (a, b)]
-    (lo,), (hi,) = interval_estimates(columns, lambda x, y: np.array([x.mean() - y.mean()]), reps, seed=seed)
-    return float(lo), float(hi)
-
-
 def versus_random(run_dir: str, episodes: int) -> dict:
     """The run's trained agent against a uniformly random policy on identical evaluation envs."""
     import jax
@@ -99,10 +87,10 @@ def versus_random(run_dir: str, episodes: int) -> dict:
     import agents.envs
     from agents.efficientzero import make_agent
     from agents.loop import evaluate, restore_params
+    from benchmarks.atari100k.aggregate import interval_estimates
     from dreamer.config import from_dict
 
-    with open(os.path.join(run_dir, "config.json")) as f:
-        cfg = from_dict(json.load(f))
+    cfg = from_dict(json.loads(Path(run_dir, "config.json").read_text()))
     env_cfg = dataclasses.replace(cfg.env, eval_episodes=episodes, num_eval_envs=min(episodes, VS_RANDOM_MAX_ENVS))
     seed = cfg.seed + VS_RANDOM_SEED_OFFSET
     envs = {name: agents.envs.make(env_cfg, "eval", seed) for name in ("agent", "random")}  # reset with the same seed
@@ -123,11 +111,13 @@ def versus_random(run_dir: str, episodes: int) -> dict:
         envs[name].close()
         results[name] = {"returns": returns, "mean": float(np.mean(returns)), "std": float(np.std(returns)),
                          "seconds": round(time.time() - t0, 1)}
-    lo, hi = bootstrap_difference(results["agent"]["returns"], results["random"]["returns"])
+    # 95% percentile interval of the difference of the means, each policy's games resampled on their own (rliable)
+    columns = [np.asarray(results[name]["returns"], float).reshape(-1, 1) for name in ("agent", "random")]
+    (lo,), (hi,) = interval_estimates(columns, lambda x, y: np.array([x.mean() - y.mean()]), 10_000)
     return {
         **results,
         "env_steps": counters["env_steps"],
-        "difference_ci95": [lo, hi],
+        "difference_ci95": [float(lo), float(hi)],
         "verdict": "above random" if lo > 0 else "below random" if hi < 0 else "not distinguishable from random",
         "fire_fraction": fire_fraction(np.concatenate(actions) if actions else [], action_set),
         "action_set": list(action_set) if action_set else None,
@@ -139,8 +129,7 @@ def versus_random(run_dir: str, episodes: int) -> dict:
 
 
 def parse(argv: list[str]):
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
+    cut = argv.index("--") if "--" in argv else len(argv)
     parser = Parser(prog="learning.py", description=__doc__.split("\n")[0])
     parser.add_argument("--preset", default="cartpole", help="agents/efficientzero/presets.py name (default cartpole)")
     parser.add_argument("--env", default=None, help="env id (default: the preset's)")
@@ -151,7 +140,7 @@ def parse(argv: list[str]):
     parser.add_argument("--episodes", type=int, default=32, help="evaluation games per policy for --vs-random")
     parser.add_argument("--run-root", default=None, help="run directories go here, one per seed (default: a new temporary directory)")
     parser.add_argument("--out", default=None, help="JSON path (default benchmarks/results/learning_<preset>_<env>.json)")
-    args = parser.parse_args(own)
+    args, extra = parser.parse_args(argv[:cut]), argv[cut + 1:]
     from agents.efficientzero.presets import get_preset
 
     try:

@@ -1,20 +1,13 @@
 #!/usr/bin/env python3
 """Memory soak: resident memory of a training run that goes well past replay capacity.
 
-Runs ``scripts/train.py`` once per preset in a fresh process, the replay capacity shrunk so
-the run covers several times the capacity in a few minutes, with periodic evaluation,
-checkpointing, metric logging and TensorBoard on (as in a real run). Every ``--interval``
-seconds it samples the RSS of the process and its descendants (``/proc/<pid>/status``), the
-run's env steps (the last ``metrics.jsonl`` record) and the checkpoints committed; with
-``JAX_LOG_COMPILES=1`` (default) the compile lines are timestamped as they arrive.
-
-The buffer is full at ``env_steps >= (capacity // num_envs) * num_envs``. The baseline is
-the peak RSS over ``--window-s`` from the first sample at which the buffer is full and a
-post-full evaluation and checkpoint are done; final is the peak over the last window of the
-training loop; growth = (final - baseline) / baseline. glibc hands the compile heap back at
-an unpredictable moment (a drop of > 100 MiB within 2 s), so *steady growth* repeats the
-comparison from the last such release after the baseline. PASS if both are < 5%. The
-definitions and why they are what they are: ``benchmarks/README.md``, "Memory soak".
+Runs ``scripts/train.py`` once per preset in a fresh process, the replay capacity shrunk
+(:data:`SOAKS`) so the run covers several times the capacity in a few minutes, evaluation,
+checkpoints, metric logging and TensorBoard on as in a real run, and samples the RSS of the
+process and its descendants every ``--interval`` seconds. Growth compares windowed peaks at a
+baseline (buffer full, a post-full evaluation and checkpoint done) and at the end of the loop,
+and again from the last release of heap after the baseline (:func:`analyse`); PASS if both are
+under 5%. The definitions and why they are what they are: ``benchmarks/README.md``, "Memory soak".
 
     python benchmarks/memory_soak.py                          # both presets: ~6 min on an idle 2-core CPU, ~16 loaded
     python benchmarks/memory_soak.py --presets cartpole --scale 3
@@ -24,6 +17,7 @@ Writes ``benchmarks/results/memory_soak_<tag>.json`` and ``memory_soak_<preset>.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import subprocess
@@ -79,16 +73,11 @@ def _status(pid: int) -> dict:
 def _descendants(pid: int) -> list[int]:
     found, todo = [], [pid]
     while todo:
-        p = todo.pop()
-        try:
-            tasks = os.listdir(f"/proc/{p}/task")
-        except FileNotFoundError:
-            continue
-        for tid in tasks:
+        for path in glob.glob(f"/proc/{todo.pop()}/task/*/children"):
             try:
-                with open(f"/proc/{p}/task/{tid}/children") as f:
+                with open(path) as f:
                     kids = [int(x) for x in f.read().split()]
-            except (FileNotFoundError, ProcessLookupError):
+            except (FileNotFoundError, ProcessLookupError):  # the task ended since the glob
                 continue
             found.extend(kids)
             todo.extend(kids)
@@ -116,12 +105,12 @@ def _last_env_steps(path: str, state: dict) -> None:
 
 
 def _checkpoints(run_dir: str) -> list[int]:
-    d = os.path.join(run_dir, "checkpoints")
+    """Steps of the committed checkpoints: orbax writes a save under a temporary name and renames
+    it to the bare step number once it is final."""
     try:
-        names = os.listdir(d)
+        return sorted(int(n) for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.isdigit())
     except FileNotFoundError:
         return []
-    return sorted(int(n) for n in names if n.isdigit() and os.path.isfile(os.path.join(d, n, "meta.json")))
 
 
 # ----------------------------------------------------------------------------- one soak
@@ -279,29 +268,19 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
         "children_seen": max(s["children"] for s in samples),
         "threads_baseline_loop_end": [base["threads"], loop_end["threads"]],
         "compiles_total": sum("Finished XLA compilation" in l for _, l in compile_lines),
-        "compiles_after_baseline": [{"t": t, "env_steps": _steps_at(samples, t), "line": l[:300]}
-                                    for t, l in compile_lines if t > base["t"]],
+        # env steps of the last sample at or before each compile (env steps never decrease)
+        "compiles_after_baseline": [{"t": t, "env_steps": max([s["env_steps"] for s in samples if s["t"] <= t], default=0),
+                                     "line": l[:300]} for t, l in compile_lines if t > base["t"]],
         "samples": samples,
     }
 
 
-def _steps_at(samples: list[dict], t: float) -> int:
-    steps = 0
-    for s in samples:
-        if s["t"] > t:
-            break
-        steps = s["env_steps"]
-    return steps
-
-
 def plot(row: dict, path: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     s = row["samples"]
-    fig, ax = plt.subplots(figsize=(9, 4.8))
+    fig = Figure(figsize=(9, 4.8), layout="tight")
+    ax = fig.subplots()
     ax.plot([x["env_steps"] for x in s], [x["rss_kb"] / 1024 for x in s], lw=0.8, label="RSS (process + children)")
     ax.axvline(row["buffer_full_at_env_steps"], color="tab:red", ls="--", lw=1.5, label="buffer full")
     ax.axvline(row["baseline_sample"]["env_steps"], color="tab:green", ls=":", lw=1.5,
@@ -326,13 +305,11 @@ def plot(row: dict, path: str) -> None:
                  f"growth {row['growth_pct']:+.2f}%, steady growth {row['steady_growth_pct']:+.2f}% ({verdict})", fontsize=10)
     ax.legend(fontsize=7, loc="lower right", ncol=2)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def main(argv=None) -> int:
-    parser = Parser(prog="memory_soak.py", description=__doc__.split("\n")[1])
+    parser = Parser(prog="memory_soak.py", description=__doc__.split("\n")[0])
     parser.add_argument("--presets", nargs="+", default=list(SOAKS), choices=list(SOAKS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the default run lengths")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")

@@ -17,30 +17,11 @@ launch (start, seconds from launch to exit, exit code, env steps before and afte
 to ``launches.json`` in the run directory.
 
 **Per game** (``results/minatar_<Game>.json``; ``minatar_<preset>_<Game>.json`` for another
-preset): each seed's final greedy evaluation (the last ``eval/*`` record of ``metrics.jsonl``:
-30 games with the ``minatar`` preset, at the end of training), its learning curve and its
-wall-clock minutes from process launch to exit (start-up and compiles included, summed over
-launches if it was resumed) against the 15-minute target; a random-policy row (uniformly random
-actions through ``agents.loop.evaluate`` on the runs' evaluation envs, env seed
-``EVAL_SEED_OFFSET`` as a seed-0 run's first evaluation, as many games), computed once and kept
-in the game's JSON for as long as its protocol (the env config, games, seeds) stays the same;
-the published references; and the summary below. Writing a game's JSON also rewrites the table.
-
-**Statistics.** The mean over seeds of the final scores with a 95% interval from rliable's
-stratified bootstrap over the seeds (percentile, 2,000 resamples, through
-``benchmarks.atari100k.aggregate.interval_estimates``); a Student t interval is kept beside it
-because with 3 seeds a bootstrap interval cannot reach past the lowest and highest seed. A seed
-*beats random* when Welch's 95% t interval on its final mean minus the random mean (from the
-means, standard deviations and game counts, which is what the metrics log holds) lies above 0.
-
-**Verdicts.** Per game: the mean reaches DQN after 0.5M frames (5x our samples), DQN after 5M
-(50x), and every seed beats random. Must-show over the five games: at least 4 reach DQN@0.5M,
-at least 2 reach DQN@5M, every seed beats random on all 5. Only games run to protocol (100k
-env steps, no flags after ``--``, at least 3 seeds, 30-game final evaluations) count; until
-all five do, the must-show verdicts are open (null).
-
-**References.** DQN: read off the learning curves of the MinAtar paper (Young & Tian 2019, 30
-seeds, sticky actions 0.1); PPO: gymnax-blines after 10M steps. See :data:`NOTES`.
+preset): each seed's final greedy evaluation, learning curve and wall-clock from launch (summed
+over launches), a random-policy row computed once and kept while its protocol (:func:`random_protocol`)
+stays the same, the references and the summary; writing it also rewrites the table. What the
+columns, intervals and verdicts mean (:data:`STATISTICS`, :data:`MUST_SHOW`, :data:`NOTES`,
+:data:`REFERENCE_SOURCES`) and why: ``benchmarks/README.md``, "MinAtar-100k".
 """
 
 from __future__ import annotations
@@ -51,6 +32,7 @@ import json
 import math
 import os
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -116,154 +98,16 @@ STATISTICS = {
 # Config fields in which a finished or resumed run may differ from the one asked for (clocks).
 IGNORED_DIFFERENCES = ("seed", "loop.eval_every", "loop.log_every_s", "loop.checkpoint_every_s",
                        "loop.keep_checkpoints", "loop.thresholds", "loop.stop_when_held")
-
-
-# ----------------------------------------------------------------------------- paths
-
-
-def stem(preset: str) -> str:
-    return "minatar" if preset == "minatar" else f"minatar_{preset}"
-
-
-def game_path(results_dir: str | os.PathLike, preset: str, game: str) -> Path:
-    return Path(results_dir) / f"{stem(preset)}_{game}.json"
-
-
-def table_path(results_dir: str | os.PathLike, preset: str) -> Path:
-    return Path(results_dir) / f"{stem(preset)}.json"
-
-
-def run_dir_for(run_root: str | os.PathLike, preset: str, game: str, seed: int) -> Path:
-    return Path(run_root) / preset / game / f"seed_{seed}"
-
-
-# ----------------------------------------------------------------------------- command line
-
-
-@dataclasses.dataclass
-class Plan:
-    """One seed to report: its config, directory and state (new, resume or finished)."""
-
-    game: str
-    seed: int
-    cfg: Any
-    run_dir: Path
-    state: str
-
-
-def _flat(config: dict) -> dict:
-    from agents.plots import flatten
-
-    return flatten(json.loads(json.dumps(config)))
-
-
-def run_state(run_dir: Path, cfg) -> str:
-    """``new``, ``resume`` or ``finished``; ValueError (one line) when ``run_dir`` holds a run of
-    another budget or config than ``cfg``."""
-    from dreamer.config import to_dict
-
-    config_path = run_dir / "config.json"
-    if not config_path.is_file():
-        return "new"
-    try:
-        old = _flat(json.loads(config_path.read_text()))
-    except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root") from None
-    new = _flat(to_dict(cfg))
-    budget = cfg.loop.env_steps
-    if old.get("loop.env_steps") != budget:
-        raise ValueError(f"{run_dir} holds a run of {old.get('loop.env_steps')} env steps, not {budget}: "
-                         f"remove it or choose another --run-root")
-    differ = sorted(k for k in set(old) | set(new) if k not in IGNORED_DIFFERENCES and old.get(k) != new.get(k))
-    if differ:
-        k = differ[0]
-        raise ValueError(f"{run_dir} holds a run of another config ({k}: {old.get(k)!r}, asked {new.get(k)!r}"
-                         + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
-                         + "): remove it or choose another --run-root")
-    summary = _read_json(run_dir / "summary.json") or {}
-    return "finished" if summary.get("env_steps", 0) >= budget else "resume"
-
-
+# train.py flags that minatar.py sets itself (spelled with "-"; "_" is read as "-"), and what to use instead.
 RESERVED = {"--seed": "--seeds", "--env": "the game", "--env.id": "the game", "--run-dir": "--run-root",
-            "--run_dir": "--run-root", "--preset": "--preset", "--steps": "--steps", "--loop.env_steps": "--steps",
-            "--no-progress": None, "--no_progress": None, "--no-tensorboard": None, "--no_tensorboard": None,
-            "--no-plot": None, "--no_plot": None}
+            "--preset": "--preset", "--steps": "--steps", "--loop.env-steps": "--steps", "--no-progress": None,
+            "--no-tensorboard": None, "--no-plot": None}
 
 
-def parse(argv: list[str]):
-    extra = argv[argv.index("--") + 1:] if "--" in argv else []
-    own = argv[: argv.index("--")] if "--" in argv else argv
-    parser = Parser(prog=PROG, description=__doc__.split("\n")[0])
-    parser.add_argument("game", nargs="?", help=f"a MinAtar game ({', '.join(GAMES)}) or all")
-    parser.add_argument("--table", action="store_true", help="only aggregate the game results that exist")
-    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
-    parser.add_argument("--steps", type=int, default=None, help=f"env steps per seed (default: the preset's, {BUDGET:,})")
-    parser.add_argument("--preset", default="minatar", help="agents/efficientzero/presets.py name (default minatar)")
-    parser.add_argument("--run-root", default=None, help=f"run directories (default {DEFAULT_RUN_ROOT.relative_to(ROOT)})")
-    parser.add_argument("--results-dir", default=None, help="where the JSONs and the figure go (default benchmarks/results)")
-    args = parser.parse_args(own)
-
-    from agents.efficientzero.presets import get_preset
-
-    try:
-        get_preset(args.preset)
-    except ValueError as e:
-        parser.error(str(e))
-    if args.table:
-        if args.game is not None:
-            parser.error("--table aggregates the results that exist: give it no game")
-        if args.seeds is not None or args.steps is not None or args.run_root is not None or extra:
-            parser.error("--table takes only --preset and --results-dir")
-    elif args.game is None:
-        parser.error(f"name a game ({', '.join(GAMES)}), all, or --table")
-    args.results_dir = Path(args.results_dir or RESULTS)
-    parser.writable(table_path(args.results_dir, args.preset))
-    if args.table:
-        return args, extra, []
-
-    if args.game.lower() == "all":
-        games = list(GAMES)
-    else:
-        from agents.envs.base import EnvError
-        from agents.envs.minatar import game_name
-
-        try:
-            games = [game_name(args.game)]
-        except EnvError:
-            parser.error(f"unknown game {args.game!r}: choose one of {', '.join(GAMES)} or all")
-    args.seeds = list(DEFAULT_SEEDS) if args.seeds is None else args.seeds
-    if len(set(args.seeds)) != len(args.seeds):
-        parser.error(f"--seeds repeats a seed: {args.seeds}")
-    if min(args.seeds) < 0:
-        parser.error(f"--seeds must be >= 0, got {min(args.seeds)}")
-    if args.steps is not None and args.steps < 1:
-        parser.error(f"--steps must be >= 1, got {args.steps}")
-    for token in extra:
-        flag = token.split("=", 1)[0]
-        if flag in RESERVED:
-            own_flag = RESERVED[flag]
-            parser.error(f"{flag} after -- is set by {PROG}" + (f": use {own_flag}" if own_flag else ""))
-    args.run_root = Path(args.run_root or DEFAULT_RUN_ROOT)
-
-    from agents.cli import parse_config
-
-    plans = []
-    for game in games:
-        train_argv = ["--preset", args.preset, "--env", PREFIX + game, "--seed", str(args.seeds[0]),
-                      *(["--steps", str(args.steps)] if args.steps is not None else []), *extra]
-        cfg, _ = parse_config(train_argv, PROG, "")  # bad flags after -- end here, one line
-        for seed in args.seeds:
-            seed_cfg = dataclasses.replace(cfg, seed=seed)
-            run_dir = run_dir_for(args.run_root, args.preset, game, seed)
-            try:
-                state = run_state(run_dir, seed_cfg)
-            except ValueError as e:
-                parser.error(str(e))
-            plans.append(Plan(game, seed, seed_cfg, run_dir, state))
-    return args, extra, plans
-
-
-# ----------------------------------------------------------------------------- training
+def result_path(results_dir: str | os.PathLike, preset: str, game: str | None = None) -> Path:
+    """``minatar[_<preset>][_<Game>].json``: a game's result, or the table without ``game``."""
+    stem = "minatar" if preset == "minatar" else f"minatar_{preset}"
+    return Path(results_dir) / f"{stem}{'_' + game if game else ''}.json"
 
 
 def _read_json(path: Path):
@@ -281,12 +125,124 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def train_seed(plan: Plan, args, extra: list[str]) -> None:
+# ----------------------------------------------------------------------------- command line
+
+
+@dataclasses.dataclass
+class Plan:
+    """One seed to report: its train.py arguments and config, directory and state (new, resume or finished)."""
+
+    game: str
+    seed: int
+    argv: list[str]
+    cfg: Any
+    run_dir: Path
+    state: str
+
+
+def run_state(run_dir: Path, cfg) -> str:
+    """``new``, ``resume`` or ``finished``; ValueError (one line) when ``run_dir`` holds a run of
+    another budget or config than ``cfg``."""
+    from agents.plots import flatten
+    from dreamer.config import to_dict
+
+    config_path = run_dir / "config.json"
+    if not config_path.is_file():
+        return "new"
+    try:
+        old = flatten(json.loads(config_path.read_text()))
+    except (OSError, json.JSONDecodeError) as e:
+        raise ValueError(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root") from None
+    new = flatten(json.loads(json.dumps(to_dict(cfg))))  # tuples as the JSON's lists
+    budget = cfg.loop.env_steps
+    if old.get("loop.env_steps") != budget:
+        raise ValueError(f"{run_dir} holds a run of {old.get('loop.env_steps')} env steps, not {budget}: "
+                         f"remove it or choose another --run-root")
+    differ = sorted(k for k in set(old) | set(new) if k not in IGNORED_DIFFERENCES and old.get(k) != new.get(k))
+    if differ:
+        k = differ[0]
+        raise ValueError(f"{run_dir} holds a run of another config ({k}: {old.get(k)!r}, asked {new.get(k)!r}"
+                         + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
+                         + "): remove it or choose another --run-root")
+    return "finished" if _env_steps(run_dir) >= budget else "resume"
+
+
+def parse(argv: list[str]):
+    """``(args, plans)``: the arguments (flags after ``--`` in ``args.extra``) and one
+    :class:`Plan` per game and seed, none with ``--table``; every refusal comes here, as one line."""
+    cut = argv.index("--") if "--" in argv else len(argv)
+    parser = Parser(prog=PROG, description=__doc__.split("\n")[0])
+    parser.add_argument("game", nargs="?", help=f"a MinAtar game ({', '.join(GAMES)}) or all")
+    parser.add_argument("--table", action="store_true", help="only aggregate the game results that exist")
+    parser.add_argument("--seeds", type=int, nargs="+", default=None, help="seeds (default 0 1 2)")
+    parser.add_argument("--steps", type=int, default=None, help=f"env steps per seed (default: the preset's, {BUDGET:,})")
+    parser.add_argument("--preset", default="minatar", help="agents/efficientzero/presets.py name (default minatar)")
+    parser.add_argument("--run-root", default=None, help=f"run directories (default {DEFAULT_RUN_ROOT.relative_to(ROOT)})")
+    parser.add_argument("--results-dir", default=None, help="where the JSONs and the figure go (default benchmarks/results)")
+    args = parser.parse_args(argv[:cut])
+    args.extra = argv[cut + 1:]
+
+    from agents.efficientzero.presets import get_preset
+
+    try:
+        get_preset(args.preset)
+    except ValueError as e:
+        parser.error(str(e))
+    if args.table:
+        if args.game is not None:
+            parser.error("--table aggregates the results that exist: give it no game")
+        if args.seeds is not None or args.steps is not None or args.run_root is not None or args.extra:
+            parser.error("--table takes only --preset and --results-dir")
+    elif args.game is None:
+        parser.error(f"name a game ({', '.join(GAMES)}), all, or --table")
+    args.results_dir = Path(args.results_dir or RESULTS)
+    parser.writable(result_path(args.results_dir, args.preset))
+    if args.table:
+        return args, []
+
+    from agents.cli import parse_config
+    from agents.envs.base import EnvError
+    from agents.envs.minatar import game_name
+
+    try:
+        games = list(GAMES) if args.game.lower() == "all" else [game_name(args.game)]
+    except EnvError:
+        parser.error(f"unknown game {args.game!r}: choose one of {', '.join(GAMES)} or all")
+    args.seeds = list(DEFAULT_SEEDS) if args.seeds is None else args.seeds
+    if len(set(args.seeds)) != len(args.seeds):
+        parser.error(f"--seeds repeats a seed: {args.seeds}")
+    if min(args.seeds) < 0:
+        parser.error(f"--seeds must be >= 0, got {min(args.seeds)}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be >= 1, got {args.steps}")
+    for token in args.extra:
+        flag = token.split("=", 1)[0]
+        if flag.replace("_", "-") in RESERVED:
+            own_flag = RESERVED[flag.replace("_", "-")]
+            parser.error(f"{flag} after -- is set by {PROG}" + (f": use {own_flag}" if own_flag else ""))
+    args.run_root = Path(args.run_root or DEFAULT_RUN_ROOT)
+    plans = []
+    for game in games:
+        for seed in args.seeds:
+            train_argv = ["--preset", args.preset, "--env", PREFIX + game, "--seed", str(seed),
+                          *(["--steps", str(args.steps)] if args.steps is not None else []), *args.extra]
+            cfg, _ = parse_config(train_argv, PROG, "")  # bad flags after -- end here, one line
+            run_dir = args.run_root / args.preset / game / f"seed_{seed}"
+            try:
+                plans.append(Plan(game, seed, train_argv, cfg, run_dir, run_state(run_dir, cfg)))
+            except ValueError as e:
+                parser.error(str(e))
+    return args, plans
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def train_seed(plan: Plan) -> None:
     """Launches (or relaunches) train.py on the seed's run directory and records the launch;
     exits with train.py's code and its error line if it fails."""
-    cmd = [sys.executable, str(TRAIN_SCRIPT), "--preset", args.preset, "--env", PREFIX + plan.game,
-           "--seed", str(plan.seed), *(["--steps", str(args.steps)] if args.steps is not None else []),
-           "--run-dir", str(plan.run_dir), "--no-progress", "--no-tensorboard", "--no-plot", *extra]
+    cmd = [sys.executable, str(TRAIN_SCRIPT), "--run-dir", str(plan.run_dir), "--no-progress", "--no-tensorboard",
+           "--no-plot", *plan.argv]
     launches = _read_json(plan.run_dir / LAUNCHES) or []
     launch = {"started": _now(), "env_steps_before": _env_steps(plan.run_dir), "command": cmd[1:]}
     t0 = time.time()
@@ -300,6 +256,7 @@ def train_seed(plan: Plan, args, extra: list[str]) -> None:
         (plan.run_dir / LAUNCHES).write_text(json.dumps([*launches, launch], indent=1) + "\n")
     if code != 0:
         print(f"{PROG}: {plan.game} seed {plan.seed}: {error}", file=sys.stderr)
+        raise SystemExit(code)
         raise SystemExit(code)
 
 
@@ -364,7 +321,6 @@ def compute_random(cfg, protocol: dict) -> dict:
     finally:
         envs.close()
     metrics = result.metrics()
-    functional = getattr(envs, "functional", None)
     return {
         "protocol": protocol,
         "returns": [float(r) for r in result.returns],
@@ -372,18 +328,10 @@ def compute_random(cfg, protocol: dict) -> dict:
         "std": metrics["eval/return_std"],
         "episodes": metrics["eval/episodes"],
         "capped_fraction": metrics["eval/capped_fraction"],
-        "sticky_action_prob": getattr(functional, "sticky_action_prob", None),
+        "sticky_action_prob": getattr(getattr(envs, "functional", None), "sticky_action_prob", None),
         "seconds": round(time.time() - t0, 1),
         "computed": _now(),
     }
-
-
-def random_row(cfg, cached: dict | None) -> dict:
-    """The cached random row where its protocol is this one, else a fresh one."""
-    protocol = random_protocol(cfg)
-    if cached and cached.get("protocol") == protocol:
-        return cached
-    return compute_random(cfg, protocol)
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -411,16 +359,15 @@ def mean_ci_t(scores: Sequence[float]) -> list[float] | None:
 
 def welch_interval(mean_a: float, std_a: float, n_a: int, mean_b: float, std_b: float, n_b: int) -> list[float]:
     """Welch's 95% t interval on ``mean_a - mean_b`` from the means, the population standard
-    deviations (``np.std``, as the metrics log them) and the counts."""
+    deviations (``np.std``, as the metrics log them) and the counts; a side of one game adds
+    no variance."""
     from scipy import stats
 
-    var_a = std_a**2 * n_a / (n_a - 1) if n_a > 1 else 0.0
-    var_b = std_b**2 * n_b / (n_b - 1) if n_b > 1 else 0.0
-    ea, eb = var_a / n_a, var_b / n_b
-    diff, se = mean_a - mean_b, math.sqrt(ea + eb)
+    sides = [(std**2 / (n - 1), n) for std, n in ((std_a, n_a), (std_b, n_b)) if n > 1]  # (squared standard error, n)
+    diff, se = mean_a - mean_b, math.sqrt(sum(e for e, _ in sides))
     if se == 0:
         return [float(diff), float(diff)]
-    df = (ea + eb) ** 2 / ((ea**2 / (n_a - 1) if n_a > 1 else 0.0) + (eb**2 / (n_b - 1) if n_b > 1 else 0.0))
+    df = se**4 / sum(e**2 / (n - 1) for e, n in sides)
     half = stats.t.ppf(0.975, df) * se
     return [float(diff - half), float(diff + half)]
 
@@ -447,34 +394,32 @@ def protocol_issues(record: dict) -> list[str]:
 
 def summarize_game(record: dict) -> dict:
     """A game's scores, intervals and verdicts from its result JSON (the seeds and the random row)."""
-    game = record["game"]
-    seeds = [s for s in record.get("seeds", []) if s.get("final_eval")]
+    game, random, all_seeds = record["game"], record.get("random"), record.get("seeds", [])
+    seeds = [s for s in all_seeds if s.get("final_eval")]
     finals = [s["final_eval"]["return_mean"] for s in seeds]
-    random = record.get("random")
-    out: dict[str, Any] = {"game": game, "seeds": [s["seed"] for s in seeds], "final_returns": finals,
-                           "mean": None, "mean_ci95": None, "mean_ci95_t": None}
-    if finals:
-        out.update(mean=float(np.mean(finals)), mean_ci95=mean_ci_bootstrap(finals), mean_ci95_t=mean_ci_t(finals))
-    out["random_mean"] = random["mean"] if random else None
-    per_seed = []
-    for s in seeds:
+    mean = float(np.mean(finals)) if finals else None
+    vs_random = []
+    for s in seeds if random else []:
         f = s["final_eval"]
-        if random:
-            lo, hi = welch_interval(f["return_mean"], f["return_std"], f["episodes"],
-                                    random["mean"], random["std"], random["episodes"])
-            per_seed.append({"seed": s["seed"], "difference": f["return_mean"] - random["mean"], "ci95": [lo, hi],
-                             "beats_random": lo > 0})
-    out["vs_random"] = per_seed
-    out["every_seed_beats_random"] = (bool(per_seed) and len(per_seed) == len(record.get("seeds", []))
-                                      and all(p["beats_random"] for p in per_seed))
+        lo, hi = welch_interval(f["return_mean"], f["return_std"], f["episodes"],
+                                random["mean"], random["std"], random["episodes"])
+        vs_random.append({"seed": s["seed"], "difference": f["return_mean"] - random["mean"], "ci95": [lo, hi],
+                          "beats_random": lo > 0})
+    walls = [s.get("wall_clock_min") for s in all_seeds]
     references = REFERENCES[game]
-    for verdict, ref in VERDICTS.items():
-        out[verdict] = None if out["mean"] is None or references[ref] is None else out["mean"] >= references[ref]
-    walls = [s.get("wall_clock_min") for s in record.get("seeds", [])]
-    out["wall_clock_min"] = walls
-    out["seeds_within_wall_target"] = sum(w is not None and w <= WALL_TARGET_MIN for w in walls)
-    out["protocol_issues"] = protocol_issues(record)
-    return out
+    return {
+        "game": game, "seeds": [s["seed"] for s in seeds], "final_returns": finals, "mean": mean,
+        "mean_ci95": mean_ci_bootstrap(finals) if finals else None, "mean_ci95_t": mean_ci_t(finals),
+        "random_mean": random["mean"] if random else None,
+        "vs_random": vs_random,
+        "every_seed_beats_random": (bool(vs_random) and len(vs_random) == len(all_seeds)
+                                    and all(p["beats_random"] for p in vs_random)),
+        **{verdict: None if mean is None or references[ref] is None else mean >= references[ref]
+           for verdict, ref in VERDICTS.items()},
+        "wall_clock_min": walls,
+        "seeds_within_wall_target": sum(w is not None and w <= WALL_TARGET_MIN for w in walls),
+        "protocol_issues": protocol_issues(record),
+    }
 
 
 def must_show(summaries: dict[str, dict]) -> dict:
@@ -502,10 +447,9 @@ def _num(x: float | None, digits: int = 1) -> str:
 
 
 def _ref(game: str, key: str) -> str:
-    value = REFERENCES[game][key]
+    value, span = REFERENCES[game][key], REFERENCE_RANGES.get(game, {}).get(key)
     if value is None:
         return "—"
-    span = REFERENCE_RANGES.get(game, {}).get(key)
     return f"{value:g}" + (f" ({span[0]:g}-{span[1]:g})" if span else "")
 
 
@@ -566,7 +510,8 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
     budget = max([r.get("budget_env_steps") or BUDGET for r in records.values()], default=BUDGET)
     styles = {"dqn_0.5M": ("C1", "--"), "dqn_5M": ("C2", "-."), "ppo_10M": ("C3", ":")}
     for ax, game in zip(axes, GAMES):
-        ax.set_title(game, fontsize=11)
+        summary = summaries.get(game)
+        ax.set_title(game + (" (off protocol)" if summary and summary["protocol_issues"] else ""), fontsize=11)
         ax.set_xlabel("env steps", fontsize=9)
         ax.set_ylabel("greedy evaluation return", fontsize=9)
         ax.tick_params(labelsize=8)
@@ -574,19 +519,15 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
         ax.grid(alpha=0.3)
         ax.set_xlim(0, budget * 1.02)
         for key, (color, ls) in styles.items():
-            value = REFERENCES[game][key]
-            if value is not None:
-                ax.axhline(value, color=color, ls=ls, lw=1.2, label=f"{REFERENCE_NAMES[key]} = {_ref(game, key)}")
-        if game not in records:
+            if REFERENCES[game][key] is not None:
+                ax.axhline(REFERENCES[game][key], color=color, ls=ls, lw=1.2,
+                           label=f"{REFERENCE_NAMES[key]} = {_ref(game, key)}")
+        if summary is None:
             ax.text(0.5, 0.5, "no result yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
-            ax.set_ylim(bottom=0.0)
-            ax.legend(fontsize=7, loc="upper left")
-            continue
-        summary = summaries[game]
-        if summary["random_mean"] is not None:
+        elif summary["random_mean"] is not None:
             ax.axhline(summary["random_mean"], color="0.35", lw=1.0, label=f"random = {summary['random_mean']:.2f}")
         curves = [(np.array([p[0] for p in s["curve"]], float), np.array([p[2] for p in s["curve"]], float))
-                  for s in records[game].get("seeds", []) if s.get("curve")]
+                  for s in records.get(game, {}).get("seeds", []) if s.get("curve")]
         n = len(curves)
         if n == 1:
             ax.plot(*curves[0], color="C0", lw=1.8, marker="o", ms=3, label="ours (1 seed)")
@@ -595,13 +536,10 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
             for xs, ys in curves:
                 ax.plot(xs, ys, color="C0", lw=0.7, alpha=0.4)
             if how != "none":
-                center = values.mean(axis=0)
                 lo, hi = interval_estimates([values[:, None, :]], lambda x: x[:, 0, :].mean(axis=0), BOOTSTRAP_REPS)
-                ax.plot(grid, center, color="C0", lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
+                ax.plot(grid, values.mean(axis=0), color="C0", lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
                         label=f"ours: mean of {n} seeds, 95% CI")
                 ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0)
-        if summary["protocol_issues"]:
-            ax.set_title(f"{game} (off protocol)", fontsize=11)
         ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
         ax.legend(fontsize=7, loc="upper left")
     notes = axes[-1]
@@ -609,13 +547,7 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
     text = ["Thin lines: single seeds. Bands: rliable bootstrap over seeds.",
             "Horizontal lines: published scores at far more samples", "(DQN 5x and 50x, PPO 100x ours).", ""]
     for note in NOTES[:2]:
-        words, line = note.split(), ""
-        for word in words:
-            if len(line) + len(word) > 62:
-                text.append(line)
-                line = ""
-            line += ("" if not line else " ") + word
-        text += [line, ""]
+        text += [*textwrap.wrap(note, 62), ""]
     notes.text(0.0, 1.0, "\n".join(text), va="top", ha="left", fontsize=8.5, color="0.25", transform=notes.transAxes)
     fig.suptitle("MinAtar-100k: greedy evaluation return over training", fontsize=12)
     fig.savefig(out, dpi=120)
@@ -627,7 +559,7 @@ def aggregate(results_dir: Path, preset: str) -> dict:
     ``<stem>.json`` and, where any game has a result, the figure beside it."""
     records: dict[str, dict] = {}
     for game in GAMES:
-        path = game_path(results_dir, preset, game)
+        path = result_path(results_dir, preset, game)
         if path.exists():
             record = _read_json(path)
             if not isinstance(record, dict) or record.get("game") != game:
@@ -641,7 +573,7 @@ def aggregate(results_dir: Path, preset: str) -> dict:
         "benchmark": "minatar-100k",
         "preset": preset,
         "budget_env_steps": BUDGET,
-        "games": {game: {"result": str(game_path(results_dir, preset, game)), "commit": records[game].get("commit"),
+        "games": {game: {"result": str(result_path(results_dir, preset, game)), "commit": records[game].get("commit"),
                          "date": records[game].get("date"), **summaries[game]} for game in summaries},
         "must_show": verdicts,
         "references": REFERENCES,
@@ -650,7 +582,7 @@ def aggregate(results_dir: Path, preset: str) -> dict:
         "statistics": STATISTICS,
         "notes": NOTES,
     }
-    path = write_result(table_path(results_dir, preset), record, (TABLE_HEADER, rows) if rows else None)
+    path = write_result(result_path(results_dir, preset), record, (TABLE_HEADER, rows) if rows else None)
     print("\n".join([*must_show_lines(verdicts), "", *(f"note: {n}" for n in NOTES)]))
     if records:
         try:
@@ -660,18 +592,19 @@ def aggregate(results_dir: Path, preset: str) -> dict:
     return record
 
 
-def run_game(game: str, plans: list[Plan], args, extra: list[str]) -> dict:
+def run_game(game: str, plans: list[Plan], args) -> dict:
     """Trains the game's unfinished seeds, then writes its result JSON."""
+    budget = plans[0].cfg.loop.env_steps
     for plan in plans:
         if plan.state == "finished":
             print(f"{game} seed {plan.seed}: finished in {plan.run_dir}; not trained again", flush=True)
             continue
         verb = "resuming" if plan.state == "resume" else "training"
-        print(f"{game} seed {plan.seed}: {verb} ({plan.cfg.loop.env_steps:,} env steps) in {plan.run_dir}", flush=True)
-        train_seed(plan, args, extra)
-        if _env_steps(plan.run_dir) < plan.cfg.loop.env_steps:
+        print(f"{game} seed {plan.seed}: {verb} ({budget:,} env steps) in {plan.run_dir}", flush=True)
+        train_seed(plan)
+        if _env_steps(plan.run_dir) < budget:
             print(f"{PROG}: {game} seed {plan.seed}: stopped at {_env_steps(plan.run_dir):,} of "
-                  f"{plan.cfg.loop.env_steps:,} env steps; run the same command to resume", file=sys.stderr)
+                  f"{budget:,} env steps; run the same command to resume", file=sys.stderr)
             raise SystemExit(1)
     seeds = [seed_result(plan) for plan in plans]
     for s in seeds:
@@ -679,9 +612,9 @@ def run_game(game: str, plans: list[Plan], args, extra: list[str]) -> dict:
         print(f"{game} seed {s['seed']}: final eval "
               + (f"{f['return_mean']:.2f} ± {f['return_std']:.2f} over {f['episodes']} games" if f else "missing")
               + f", {_num(s['wall_clock_min'])} min from launch", flush=True)
-    path = game_path(args.results_dir, args.preset, game)
-    cached = (_read_json(path) or {}).get("random")
-    random = random_row(plans[0].cfg, cached)
+    path = result_path(args.results_dir, args.preset, game)
+    cached, protocol = (_read_json(path) or {}).get("random"), random_protocol(plans[0].cfg)
+    random = cached if cached and cached.get("protocol") == protocol else compute_random(plans[0].cfg, protocol)
     print(f"{game} random policy: {random['mean']:.2f} ± {random['std']:.2f} over {random['episodes']} games"
           + (" (cached)" if random is cached else ""), flush=True)
     record = {
@@ -689,9 +622,9 @@ def run_game(game: str, plans: list[Plan], args, extra: list[str]) -> dict:
         "game": game,
         "env_id": PREFIX + game,
         "preset": args.preset,
-        "budget_env_steps": plans[0].cfg.loop.env_steps,
+        "budget_env_steps": budget,
         "seeds_requested": [p.seed for p in plans],
-        "extra_args": extra,
+        "extra_args": args.extra,
         "run_root": str(args.run_root),
         "seeds": seeds,
         "random": random,
@@ -717,10 +650,10 @@ def run_game(game: str, plans: list[Plan], args, extra: list[str]) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args, extra, plans = parse(sys.argv[1:] if argv is None else list(argv))
+    args, plans = parse(sys.argv[1:] if argv is None else list(argv))
     try:
         for game in dict.fromkeys(p.game for p in plans):
-            run_game(game, [p for p in plans if p.game == game], args, extra)
+            run_game(game, [p for p in plans if p.game == game], args)
     except KeyboardInterrupt:
         print(f"{PROG}: interrupted; run the same command to resume", file=sys.stderr)
         return 130

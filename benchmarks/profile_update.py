@@ -1,36 +1,23 @@
 """Where the time (and the FLOPs) of one training update go, stage by stage.
 
 For each preset (``atari100k``: pUCT 50 simulations; ``atari100k-gumbel``: Gumbel 16) one
-:class:`dreamer.learner.Learner` update is cut into its stages, each the learner's own
-method jitted alone with the real shapes: (1) ``sample``, (2) ``targets`` +
-``observations`` (n-step targets, frame stacks), (3) ``bootstrap`` (target-param values),
-(4) ``reanalyse`` (the preset's search), (5) ``assemble``, (6) loss + gradient (with
-augmentation) and (7) optimiser + target refresh + priorities; and the whole
-``Learner.update``, which is made of exactly these methods (``loss_and_grad`` and
-``apply`` are stages 6 and 7).
+:class:`dreamer.learner.Learner` update is cut into its stages (:data:`STAGES`), each the
+learner's own method jitted alone with the real shapes, beside the whole ``Learner.update``.
 
-**FLOPs**: XLA's cost analysis (``jax.jit(f).lower(*shapes).compile().cost_analysis()``)
-needs shapes only, so the full-size presets are analysed on a CPU. XLA counts a loop body
-once, so the loss's ``lax.scan`` is fully unrolled at trace time, and mctx's simulation
-loop is lowered with ``unroll=1`` and ``2``: ``total = f(1) + (S - 1)(f(2) - f(1))``; the
-whole update gets the reanalysis's per-simulation cost the same way. **Full run**: FLOPs
-per update x ``replay_ratio * (100k - min_size) + extra_updates`` updates (as the loop
-counts them) plus acting, and floors at an H100's 989 TFLOP/s (dense bf16) and ~60 TFLOP/s
-(fp32): floors, not measurements.
-
-**Times**: the library's programs, unpatched, on a replay holding ``min_size`` random
-transitions (written by the agent's ``observe``), heads re-drawn at random; after a warm-up
-call each, round-robin rounds (load from other jobs falls on all alike), median per stage,
-every call ending in ``block_until_ready``. Details: ``benchmarks/README.md``, "Profile of
-the update".
+**FLOPs**: XLA's cost analysis needs shapes only, so the full-size presets are analysed on a
+CPU. XLA counts a loop body once, hence the loss's scan unrolled at trace time and the search
+costed per simulation (:func:`search_corrected`); the full run's FLOPs and their floors at an
+H100's peak rates are floors, not measurements (:func:`full_run`). **Times**: the library's
+programs, unpatched, on a replay of ``min_size`` random transitions, heads re-drawn at random,
+median of round-robin rounds (:func:`time_stages`). Details: ``benchmarks/README.md``,
+"Profile of the update".
 
     python benchmarks/profile_update.py --scale            # full-size FLOPs + CPU timing at --scale, both presets
     python benchmarks/profile_update.py --scale --no-full  # only the scaled analysis and timing
     python benchmarks/profile_update.py                    # full size, FLOPs and timing (meant for a GPU)
 
-``--scale`` applies ``benchmarks.harness.scale_overrides`` (as throughput.py). Prints a
-table per preset and writes ``benchmarks/results/profile_update_<tag>.json`` (tag: ``cpu``
-or the GPU kind, ``_scaled`` with ``--scale``).
+Prints a table per preset and writes ``benchmarks/results/profile_update_<tag>.json`` (tag:
+``cpu`` or the GPU kind, ``_scaled`` with ``--scale``).
 """
 
 from __future__ import annotations
@@ -52,7 +39,7 @@ import agents.envs
 from agents.efficientzero import make_agent, make_model
 from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
 from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, markdown_table,
-                                randomize_heads, scale_overrides, time_stats, write_result)
+                                randomize_heads, scale_overrides, time_stats, wall, write_result)
 from dreamer.config import Config, to_dict
 from dreamer.learner import Learner
 from dreamer.planner import plan
@@ -102,11 +89,8 @@ def stage_functions(learner: Learner) -> dict[str, Callable]:
         grads, priorities, _ = learner.loss_and_grad(params, batch, rng)
         return priorities, grads
 
-    def apply(state, replay, grads, window, priorities):
-        return learner.apply(state, replay, grads, window, priorities)
-
     return {"sample": learner.sample, "targets": targets, "bootstrap": bootstrap, "reanalyse": reanalyse,
-            "assemble": assemble, "loss_grad": loss_grad, "apply": apply, "update": learner.update}
+            "assemble": assemble, "loss_grad": loss_grad, "apply": learner.apply, "update": learner.update}
 
 
 def stage_arguments(call: Callable, state, replay, key, beta) -> dict[str, tuple]:
@@ -265,18 +249,12 @@ def time_stages(cfg: Config, spec, rounds: int, target_s: float) -> dict:
         return call
 
     calls = {name: caller(name) for name in (*STAGES, "update")}
-    first = {}
-    for name, call in calls.items():
-        t0 = time.perf_counter()
-        jax.block_until_ready(call())
-        first[name] = time.perf_counter() - t0
+    first = {name: wall(call) for name, call in calls.items()}  # the warm-up call of each: its compile
     times: dict[str, list[float]] = {name: [] for name in calls}
     t_start, done = time.perf_counter(), 0
     while done < rounds or (done < 3 * rounds and time.perf_counter() - t_start < target_s):
         for name, call in calls.items():
-            t0 = time.perf_counter()
-            jax.block_until_ready(call())
-            times[name].append(time.perf_counter() - t0)
+            times[name].append(wall(call))
         done += 1
     print(f"  timing: median ms over {done} round-robin rounds", flush=True)
     return {name: {"ms": 1e3 * time_stats(t)["median_s"], "first_call_s": first[name], **time_stats(t)}

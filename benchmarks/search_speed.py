@@ -1,17 +1,11 @@
 """Search speed of :func:`dreamer.plan`: searches/s and simulations/s.
 
-Two :class:`dreamer.networks.EfficientZeroModel` with fresh parameters: ``mlp``
-(``NetworkConfig()`` defaults, observations ``(4,)``, 2 actions) and ``conv``
-(EfficientZero's Atari network, observations ``(96, 96, 12)`` uint8, 18 actions). pUCT
-runs 50 simulations (EfficientZero), Gumbel 16 (EfficientZero V2), at batch sizes 1, 8, 64,
-256 and 1536; compile time (``lower().compile()``) is reported apart from the steady state
-(median of several calls after a warm-up call, each ``block_until_ready``).
-
-The deep-chain section measures pUCT under noisy values, as an untrained network's are:
-the search keeps descending one path and each simulation walks the whole chain. It reports
-the deepest node and the time per search for ``max_depth`` None, 10 and 5 at 50 and 200
-simulations (Gumbel for comparison), for the fresh init (zero heads: every value 0) and the
-heads re-drawn at random at scale x1 and x10. Results: ``benchmarks/README.md``.
+pUCT with 50 simulations (EfficientZero) and Gumbel with 16 (EfficientZero V2) on two
+:class:`dreamer.networks.EfficientZeroModel` with fresh parameters (:data:`MODELS`) at batch
+sizes 1 to 1536; compile time apart from the steady state. The deep-chain section measures
+pUCT under noisy values, as an untrained network's are: the search keeps descending one path
+and each simulation walks the whole chain, so it reports the deepest node and the time per
+search for several ``max_depth`` (:func:`deep_chain`). Setup and results: ``benchmarks/README.md``.
 
     python benchmarks/search_speed.py            # default: ~5 minutes on a 2-core CPU
     python benchmarks/search_speed.py --quick    # ~2 minutes on a 2-core CPU
@@ -133,8 +127,7 @@ def throughput(models, batches, *, max_call_s: float | None, reps: tuple[int, in
                     log(f"{name:5} {search:6} {sims:4d} {batch:6d}  skipped: {reason}")
                     continue
                 obs = observations(spec, batch)
-                key = jax.random.PRNGKey(0)
-                compiled, compile_s = compile_timed(jitted, params, key, obs)
+                compiled, compile_s = compile_timed(jitted, params, jax.random.PRNGKey(0), obs)
                 stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
                 row = {"model": name, "search": search, "simulations": sims, "batch": batch, "compile_s": compile_s, **stats}
                 row["searches_per_s"] = batch / row["median_s"]

@@ -1,30 +1,14 @@
 """Throughput of the Atari-100k training loop, piece by piece and as a whole.
 
 For each preset (``atari100k``: pUCT 50 simulations; ``atari100k-gumbel``: Gumbel 16) this
-opens one run with the library's own loop (``agents.loop.open_run``) and times, apart:
-
-* **env**: the training vector env alone, random actions, ``step`` + ``observation`` per
-  vector step; these steps fill the replay to ``min_size`` through the jitted ``observe``
-  (**add**), with random search policies and values;
-* **act**: the jitted act (one batched search), observations on the device; and with the
-  loop's host transfers (numpy in, ``np.asarray(action)`` out);
-* **train**: updates/s of the jitted train (``updates_per_call`` updates per call);
-* **loop**: agent steps/s of the real ``run.run()`` at the replay ratio over a short budget
-  from the filled replay, between the loop's own env-step time stamps, evaluation and
-  checkpoints off;
-
-compile times (first call minus the steady median; jax's trace and compile counts per
-program are in the JSON, each must be traced once), and the projected wall-clock of a full
-run (100k agent steps, ``replay_ratio * (100k - min_size) + extra_updates`` updates,
-evaluation excluded): *sequential* (env + act + add for every vector step plus every update,
-no overlap) and *loop* (the measured loop rate, the steps before ``min_size`` and the extra
-updates as in sequential).
-
-``--scale`` shrinks sizes only (``benchmarks.harness.scale_overrides``: 64x64 gray frames,
-16 channels, batch 16, a quarter of the simulations, replay capacity 8,000) for a CPU.
-``--bf16`` runs with ``NetworkConfig.dtype="bfloat16"`` and compares the network alone in
-both dtypes (time and errors of ``initial_inference`` and of loss and gradient on one
-batch, heads re-drawn at random). Details: ``benchmarks/README.md``, "Throughput".
+opens one run with the library's own loop (``agents.loop.open_run``) and times, apart: the
+training env (**env**) while it fills the replay through the jitted ``observe`` (**add**), the
+jitted **act**, updates/s of the jitted **train**, and the real ``run.run()`` (**loop**) at the
+replay ratio from the filled replay; then compile times, jax's trace counts per program, and
+the projected wall-clock of a full run (:func:`projection`). ``--scale`` shrinks sizes only
+(``benchmarks.harness.scale_overrides``) for a CPU; ``--bf16`` runs in bfloat16 and compares
+the network alone in both dtypes (:func:`bf16_comparison`). Every column and why it is
+measured so: ``benchmarks/README.md``, "Throughput".
 
     python benchmarks/throughput.py --scale              # both presets, ~1-2 min each on a 2-core CPU
     python benchmarks/throughput.py                      # full presets (GPU)
@@ -173,14 +157,13 @@ def projection(cfg: Config, n: int, env_ms: float, act_ms: float, add_ms: float,
            "sequential_s": steps / n * vec_s + updates / updates_per_s,
            "sequential_formula": "steps/num_envs * (env + act with host transfers + add) + updates / updates_per_s",
            "excludes": "evaluation, checkpointing, start-up and compiles"}
+    out["sequential_min"] = out["sequential_s"] / 60
     if loop is not None:
         out["measured_loop_s"] = (min_size / n * vec_s + (steps - min_size) / loop["agent_steps_per_s"]
                                   + extra / updates_per_s)
         out["measured_loop_formula"] = ("min_size/num_envs * (env + act + add) + (steps - min_size) / loop "
                                         "agent_steps_per_s + extra_updates / updates_per_s")
-    for key in ("sequential", "measured_loop"):
-        if f"{key}_s" in out:
-            out[f"{key}_min"] = out[f"{key}_s"] / 60
+        out["measured_loop_min"] = out["measured_loop_s"] / 60
     return out
 
 

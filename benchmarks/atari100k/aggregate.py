@@ -3,9 +3,9 @@ stratified-bootstrap confidence intervals, reference tables and plots.
 
     python -m benchmarks.atari100k.aggregate [--runs DIR] [--out DIR] [--reps 2000]
 
-Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: :data:`EVAL_SCHEMA`,
-written by :func:`write_eval_json`); a ``metrics.jsonl`` beside it, if present, gives
-learning curves. With no runs the reference table is printed alone.
+Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: README.md, written by
+``scripts/evaluate.py``); a ``metrics.jsonl`` beside it, if present, gives learning curves.
+With no runs the reference table is printed alone.
 
 Statistics are rliable's (Agarwal et al., 2021): HNS = (score - random) / (human - random),
 per run the mean return over its evaluation episodes; mean and median over games of the
@@ -19,11 +19,9 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime as _dt
 import json
 import math
 import os
-import platform
 import re
 import sys
 import warnings
@@ -31,6 +29,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
+from matplotlib.figure import Figure
 from rliable import library as rly
 from rliable import metrics
 
@@ -64,17 +63,6 @@ PUBLISHED_AGGREGATES: dict[str, dict[str, float]] = {
     "muzero_100k": {"mean": 0.562, "median": 0.227},
 }
 DISPLAY = {**REFERENCE_METHODS, "efficientzero_v2": "EfficientZero V2", "ours": "Ours"}
-
-# eval.json schema: key -> (type, description). Required keys are marked.
-EVAL_SCHEMA: dict[str, tuple[str, str]] = {
-    "game": ("str, required", "game name, e.g. 'Breakout' (any spelling ale_game_id accepts)"),
-    "seed": ("int, required", "run seed"),
-    "env_steps": ("int, required", "agent steps of training data used (100000 for the benchmark)"),
-    "episode_returns": ("list[float], required", "undiscounted unclipped return of every evaluation game"),
-    "mean_return": ("float", "mean of episode_returns (recomputed if absent)"),
-    "commit": ("str", "git commit of the code"),
-    "machine": ("str", "where it ran (host, accelerator)"),
-}
 
 
 # ----------------------------------------------------------------------------- io
@@ -111,42 +99,12 @@ def canonical_game(name: str, reference: Mapping[str, Any]) -> str | None:
     return by_key.get(_squash(name))
 
 
-def write_eval_json(run_dir: str | os.PathLike, *, game: str, seed: int, env_steps: int,
-                    episode_returns: Sequence[float], commit: str | None = None,
-                    machine: str | None = None, **extra: Any) -> Path:
-    """Write ``<run_dir>/eval.json`` in the schema the aggregator reads."""
-    if commit is None or machine is None:
-        from benchmarks import harness  # imports jax, which the aggregation itself does not need
-
-        commit = harness.git_commit() if commit is None else commit
-        machine = f"{platform.node()} ({', '.join(harness.machine()['devices'])})" if machine is None else machine
-    returns = [float(r) for r in episode_returns]
-    record = {
-        "game": game,
-        "seed": int(seed),
-        "env_steps": int(env_steps),
-        "episode_returns": returns,
-        "mean_return": float(np.mean(returns)) if returns else None,
-        "commit": commit,
-        "machine": machine,
-        "written": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-        **extra,
-    }
-    path = Path(run_dir) / "eval.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=1) + "\n")
-    return path
-
-
 def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> list[dict]:
     """Read every ``<runs_dir>/<game>/seed_<k>/eval.json``. Unreadable or unknown-game
     files are skipped with a warning. Each run: the json's fields plus "game" (csv
     name), "mean_return", "dir" and "metrics" (path of metrics.jsonl or None)."""
-    runs_dir = Path(runs_dir)
     runs: list[dict] = []
-    if not runs_dir.is_dir():
-        return runs
-    for path in sorted(runs_dir.glob("*/seed_*/eval.json")):
+    for path in sorted(Path(runs_dir).glob("*/seed_*/eval.json")):
         try:
             record = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError) as e:
@@ -178,19 +136,10 @@ def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> 
 
 
 def read_learning_curve(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-    """(env_steps, eval/return_mean) from a metrics.jsonl; other lines are ignored."""
-    from agents.plots import read_records
+    """(env_steps, eval/return_mean) from a metrics.jsonl, sorted; other lines are ignored."""
+    from agents.plots import Run, read_records, series
 
-    steps, values = [], []
-    for rec in read_records(str(path)):
-        try:
-            s, v = float(rec["env_steps"]), float(rec["eval/return_mean"])
-        except (KeyError, TypeError, ValueError):
-            continue
-        steps.append(s)
-        values.append(v)
-    order = np.argsort(steps, kind="stable")
-    return np.asarray(steps)[order], np.asarray(values)[order]
+    return series(Run(str(path), read_records(str(path)), None), "eval/return_mean", "env_steps")
 
 
 # ---------------------------------------------------------------------- statistics
@@ -248,17 +197,10 @@ def bootstrap_ci(scores, reps: int = 2000, confidence: float = 0.95,
     return {k: (float(a), float(b)) for k, a, b in zip(STATS, lo, hi)}
 
 
-def reference_hns(reference: Mapping[str, Mapping[str, float]], method: str,
-                  games: Iterable[str] | None = None) -> dict[str, float]:
-    games = list(reference) if games is None else list(games)
-    return {g: float(human_normalized(reference[g][method], reference[g]["random"],
-                                      reference[g]["human"])) for g in games}
-
-
 def reference_aggregates(reference, method: str, games: Iterable[str] | None = None) -> dict[str, float]:
     """mean / median / IQM HNS of a reference method's per-game scores."""
-    per_game = reference_hns(reference, method, games)
-    return aggregate_scores([[v] for v in per_game.values()])
+    return aggregate_scores([[human_normalized(reference[g][method], reference[g]["random"], reference[g]["human"])]
+                             for g in (reference if games is None else games)])
 
 
 # ---------------------------------------------------------------------- summaries
@@ -310,18 +252,15 @@ def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, floa
     for m in REFERENCE_METHODS:
         if not all(m in reference[g] for g in reference):
             continue
-        aggregates[m] = {"label": DISPLAY[m], "games": "all", "n_games": len(reference),
-                         **{k: {"value": v, "ci95": [v, v]} for k, v in reference_aggregates(reference, m).items()}}
+        subsets = [(m, DISPLAY[m], "all", list(reference))]
         if our_games and len(our_games) < len(reference):
-            sub = reference_aggregates(reference, m, our_games)
-            aggregates[f"{m}@our_games"] = {
-                "label": f"{DISPLAY[m]} (our games)", "games": our_games,
-                "n_games": len(our_games),
-                **{k: {"value": v, "ci95": [v, v]} for k, v in sub.items()}}
+            subsets.append((f"{m}@our_games", f"{DISPLAY[m]} (our games)", our_games, our_games))
+        for key, label, games, over in subsets:
+            aggregates[key] = {"label": label, "games": games, "n_games": len(over), **{
+                k: {"value": v, "ci95": [v, v]} for k, v in reference_aggregates(reference, m, over).items()}}
     off_budget = sorted({g for g in our_games
                          for s in games_out[g]["ours"]["env_steps"] if s != BUDGET_ENV_STEPS})
     return {
-        "reference_csv": str(reference_csv_path()),
         "n_runs": len(runs),
         "bootstrap_reps": reps,
         "games": games_out,
@@ -332,9 +271,7 @@ def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, floa
 
 
 def _fmt(x: float | None, digits: int = 1) -> str:
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "-"
-    return f"{x:.{digits}f}"
+    return "-" if x is None else f"{x:.{digits}f}"
 
 
 def format_tables(summary: Mapping) -> str:
@@ -376,24 +313,15 @@ def format_tables(summary: Mapping) -> str:
 # ---------------------------------------------------------------------------- plots
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
     """HNS per game: ours (mean over seeds, seeds as dots) beside EfficientZero."""
-    plt = _plt()
     games = list(summary["games"])
     ez = [summary["games"][g].get("efficientzero_hns", np.nan) for g in games]
     ours = [summary["games"][g]["ours"]["hns"] if "ours" in summary["games"][g] else np.nan
             for g in games]
     x = np.arange(len(games))
-    fig, ax = plt.subplots(figsize=(max(8, 0.5 * len(games) + 2), 4.5))
+    fig = Figure(figsize=(max(8, 0.5 * len(games) + 2), 4.5), layout="tight")
+    ax = fig.subplots()
     ax.bar(x - 0.2, ours, width=0.4, label="Ours", color="tab:blue")
     ax.bar(x + 0.2, ez, width=0.4, label="EfficientZero", color="tab:orange")
     for i, g in enumerate(games):
@@ -407,12 +335,8 @@ def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
     ax.set_ylabel("human-normalized score")
     ax.set_title("Atari-100k: HNS per game")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return Path(path)
 
 
 def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str | os.PathLike) -> Path | None:
@@ -426,11 +350,11 @@ def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str 
                 curves.setdefault(run["game"], []).append((run["seed"], steps, values))
     if not curves:
         return None
-    plt = _plt()
     games = [g for g in reference if g in curves]
     cols = min(4, len(games))
     rows = math.ceil(len(games) / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4 * cols, 3 * rows), squeeze=False)
+    fig = Figure(figsize=(4 * cols, 3 * rows), layout="tight")
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, game in zip(axes.flat, games):
         for seed, steps, values in sorted(curves[game], key=lambda c: c[0]):
             ax.plot(steps, values, marker=".", lw=1, label=f"seed {seed}")
@@ -445,28 +369,11 @@ def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str 
         ax.legend(fontsize=6)
     for ax in list(axes.flat)[len(games):]:
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return Path(path)
 
 
 # ------------------------------------------------------------------------------ cli
-
-
-def _json_safe(obj):
-    """NaN / inf -> None so aggregate.json is strict JSON."""
-    if isinstance(obj, dict):
-        return {k: _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if math.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    return obj
 
 
 def run(runs_dir=DEFAULT_RUNS, out_dir=DEFAULT_OUT, reference_path=None, reps: int = 2000,
@@ -485,7 +392,7 @@ def run(runs_dir=DEFAULT_RUNS, out_dir=DEFAULT_OUT, reference_path=None, reps: i
         if curves is not None:
             files["learning_curves"] = str(curves)
     summary["files"] = files
-    (out_dir / "aggregate.json").write_text(json.dumps(_json_safe(summary), indent=1) + "\n")
+    (out_dir / "aggregate.json").write_text(json.dumps(summary, indent=1, allow_nan=False) + "\n")
     if not quiet:
         print(format_tables(summary))
         print(f"\nwrote {out_dir / 'aggregate.json'}" + "".join(f", {p}" for p in files.values()))

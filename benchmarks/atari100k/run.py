@@ -22,17 +22,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RUNS = ROOT / "benchmarks" / "atari100k" / "results" / "runs"
-
-
-def run_dir_for(runs: str | os.PathLike, preset: str, game: str, seed: int) -> Path:
-    return Path(runs) / preset / game / f"seed_{seed}"
 
 
 def _finished(run_dir: Path) -> bool:
@@ -47,11 +42,9 @@ def _finished(run_dir: Path) -> bool:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    train_extra: list[str] = []
-    if "--" in argv:
-        cut = argv.index("--")
-        argv, train_extra = argv[:cut], argv[cut + 1:]
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[1])
+    cut = argv.index("--") if "--" in argv else len(argv)
+    argv, train_extra = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("game", help="Atari game, e.g. Breakout, MsPacman")
     parser.add_argument("seed", type=int)
     parser.add_argument("--preset", default="atari100k")
@@ -60,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
 
-    run_dir = run_dir_for(args.runs, args.preset, args.game, args.seed)
+    run_dir = Path(args.runs) / args.preset / args.game / f"seed_{args.seed}"
     if run_dir.joinpath("eval.json").exists() and _finished(run_dir):
         print(f"{run_dir}: finished and evaluated; nothing to do", file=sys.stderr)
         return 0

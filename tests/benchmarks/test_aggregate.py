@@ -125,9 +125,9 @@ def _fake_runs(root, reference):
     for game, means in spec.items():
         for seed, m in enumerate(means):
             d = root / game.split("/")[-1] / f"seed_{seed}"
-            agg.write_eval_json(d, game=game, seed=seed, env_steps=100_000,
-                                episode_returns=[m - 1.0, m + 1.0], commit="deadbeef",
-                                machine="test")
+            d.mkdir(parents=True)  # as scripts/evaluate.py writes it, mean_return left for the reader to compute
+            (d / "eval.json").write_text(json.dumps({"game": game, "seed": seed, "env_steps": 100_000,
+                                                     "episode_returns": [m - 1.0, m + 1.0], "commit": "deadbeef"}))
             with open(d / "metrics.jsonl", "w") as f:
                 for k in (1, 2, 3):
                     f.write(json.dumps({"env_steps": k * 1000, "eval/return_mean": m * k / 3}) + "\n")
