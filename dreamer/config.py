@@ -93,6 +93,7 @@ class NetworkConfig:
     kind: str = "mlp"  # "mlp" for vector observations, "conv" for images (EfficientZero ResNet)
     latent_dim: int = 64  # mlp: latent vector size
     hidden: tuple[int, ...] = (128, 128)  # mlp: hidden widths of representation / dynamics
+    encoder_channels: tuple[int, ...] = ()  # mlp: 3x3 convolutions applied to image observations before flattening
     head_hidden: tuple[int, ...] = (64,)  # hidden widths of value / policy / reward heads
     channels: int = 64  # conv: residual channels (EfficientZero: 64)
     blocks: int = 1  # conv: residual blocks per stage (EfficientZero: 1)

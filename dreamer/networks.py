@@ -177,18 +177,27 @@ class _Net(nn.Module):
 
 
 class MLPNet(_Net):
-    """Vector observations: MLP representation and residual MLP dynamics on a ``[B, D]`` latent."""
+    """Vector observations: MLP representation and residual MLP dynamics on a ``[B, D]`` latent.
+
+    With ``encoder_channels`` an image observation first goes through that many 3x3
+    convolutions (stride 1, ReLU) before it is flattened: small frames such as MinAtar's
+    keep a convolution's translation-shared features (as DQN's MinAtar network does) while
+    the dynamics stay a cheap MLP.
+    """
 
     def setup_family(self):
         cfg, dt = self.cfg, _dtype(self.cfg)
+        self.encoder = [nn.Conv(c, (3, 3), dtype=dt) for c in cfg.encoder_channels]
         self.repr_net = MLP(cfg.hidden, cfg.latent_dim, dt)
         self.dyn_net = MLP(cfg.hidden, cfg.latent_dim, dt)
         self.value_head = MLP(cfg.head_hidden, cfg.value_support[2], dt, zero_last=True)
         self.policy_head = MLP(cfg.head_hidden, self.num_actions, dt, zero_last=True)
 
     def represent(self, obs):
-        obs = obs.reshape(obs.shape[0], -1).astype(_dtype(self.cfg))
-        return self._normalize(self.repr_net(obs))
+        x = obs.astype(_dtype(self.cfg))
+        for conv in self.encoder:
+            x = nn.relu(conv(x))
+        return self._normalize(self.repr_net(x.reshape(x.shape[0], -1)))
 
     def _head_inputs(self, latent):
         return latent, latent
@@ -266,6 +275,8 @@ class EfficientZeroModel(LearnedWorldModel):
         if rank is not None and len(observation_shape) != rank:
             kind = "image observations [H, W, C]" if rank == 3 else "flat vector observations [D]"
             raise ValueError(f"the {cfg.kind} network expects {kind}, got shape {tuple(observation_shape)}")
+        if cfg.kind == "mlp" and cfg.encoder_channels and len(observation_shape) != 3:
+            raise ValueError(f"network.encoder_channels needs image observations [H, W, C], got shape {tuple(observation_shape)}")
         self.cfg = cfg
         self.num_actions = int(num_actions)
         self.observation_shape = tuple(int(s) for s in observation_shape)
