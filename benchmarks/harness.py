@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.tables import markdown_table
 from dreamer.agent import ActOutput, Transition
 from dreamer.config import Config, from_dict, to_dict
 from dreamer.logger import git_commit  # noqa: F401  (the one commit helper, re-exported)
@@ -148,18 +149,6 @@ class CompileLog:
 
 
 # ----------------------------------------------------------------------------- results
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table of ``str(cell)``: the first column left-aligned, the others right-aligned."""
-    cells = [[str(c) for c in r] for r in (header, *rows)]
-    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(header))]
-
-    def line(r):
-        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
-
-    rule = "| " + " | ".join("-" * (w - 1) + ":" if i else "-" * w for i, w in enumerate(widths)) + " |"
-    return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
 
 
 def write_result(path: str | os.PathLike, record: dict, table: tuple[Sequence[str], Sequence] | None = None) -> Path:

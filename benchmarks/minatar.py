@@ -41,6 +41,7 @@ import numpy as np
 
 from agents.envs.minatar import GAMES, PREFIX
 from benchmarks.harness import RESULTS, ROOT, TRAIN_SCRIPT, Parser, run_train, uniform_random_policy, write_result
+from benchmarks.tables import num
 
 PROG = "minatar.py"
 BUDGET = 100_000  # env steps of the benchmark
@@ -442,10 +443,6 @@ def must_show(summaries: dict[str, dict]) -> dict:
 # ----------------------------------------------------------------------------- output
 
 
-def _num(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
 def _ref(game: str, key: str) -> str:
     value, span = REFERENCES[game][key], REFERENCE_RANGES.get(game, {}).get(key)
     if value is None:
@@ -464,12 +461,12 @@ TABLE_HEADER = ["game", "final return per seed", "mean [95% CI, bootstrap]", "ra
 def table_row(game: str, summary: dict) -> list[str]:
     lo_hi = summary["mean_ci95"]
     walls = summary["wall_clock_min"]
-    wall_text = " / ".join(_num(w) for w in walls) + f" ({summary['seeds_within_wall_target']}/{len(walls)})"
+    wall_text = " / ".join(num(w) for w in walls) + f" ({summary['seeds_within_wall_target']}/{len(walls)})"
     return [
         game + (" *" if summary["protocol_issues"] else ""),
-        " / ".join(_num(x) for x in summary["final_returns"]) or "—",
-        f"{_num(summary['mean'])} [{_num(lo_hi[0])}, {_num(lo_hi[1])}]" if lo_hi else "—",
-        _num(summary["random_mean"], 2),
+        " / ".join(num(x) for x in summary["final_returns"]) or "—",
+        f"{num(summary['mean'])} [{num(lo_hi[0])}, {num(lo_hi[1])}]" if lo_hi else "—",
+        num(summary["random_mean"], 2),
         _ref(game, "dqn_0.5M"), _ref(game, "dqn_5M"), _ref(game, "ppo_10M"),
         _yes(summary["reaches_dqn_0.5M"]), _yes(summary["reaches_dqn_5M"]),
         (_yes(summary["every_seed_beats_random"])
@@ -611,7 +608,7 @@ def run_game(game: str, plans: list[Plan], args) -> dict:
         f = s["final_eval"]
         print(f"{game} seed {s['seed']}: final eval "
               + (f"{f['return_mean']:.2f} ± {f['return_std']:.2f} over {f['episodes']} games" if f else "missing")
-              + f", {_num(s['wall_clock_min'])} min from launch", flush=True)
+              + f", {num(s['wall_clock_min'])} min from launch", flush=True)
     path = result_path(args.results_dir, args.preset, game)
     cached, protocol = (_read_json(path) or {}).get("random"), random_protocol(plans[0].cfg)
     random = cached if cached and cached.get("protocol") == protocol else compute_random(plans[0].cfg, protocol)
@@ -643,7 +640,7 @@ def run_game(game: str, plans: list[Plan], args) -> dict:
         v = next((p for p in summary["vs_random"] if p["seed"] == s["seed"]), None)
         rows.append([s["seed"], s["env_steps"], f"{f['return_mean']:.2f} ± {f['return_std']:.2f} ({f['episodes']})" if f else "—",
                      f"{v['difference']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]" if v else "—",
-                     _yes(v["beats_random"]) if v else "—", _num(s["wall_clock_min"]), _yes(s["within_wall_target"]),
+                     _yes(v["beats_random"]) if v else "—", num(s["wall_clock_min"]), _yes(s["within_wall_target"]),
                      s["launches"]])
     write_result(path, record, (header, rows))
     return record

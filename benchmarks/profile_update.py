@@ -38,8 +38,9 @@ import mctx
 import agents.envs
 from agents.efficientzero import make_agent, make_model
 from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
-from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, markdown_table,
-                                randomize_heads, scale_overrides, time_stats, wall, write_result)
+from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, randomize_heads,
+                                scale_overrides, time_stats, wall, write_result)
+from benchmarks.tables import markdown_table
 from dreamer.config import Config, to_dict
 from dreamer.learner import Learner
 from dreamer.planner import plan

@@ -33,6 +33,8 @@ from matplotlib.figure import Figure
 from rliable import library as rly
 from rliable import metrics
 
+from benchmarks.tables import markdown_table, num
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]
 PACKAGED_REFERENCE = PACKAGE_DIR / "reference_scores.csv"
@@ -270,41 +272,32 @@ def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, floa
     }
 
 
-def _fmt(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
 def format_tables(summary: Mapping) -> str:
-    lines: list[str] = []
-    head = (f"{'Game':<15}{'Random':>9}{'Human':>9}{'Ours':>18}{'n':>3}{'HNS':>7}"
-            + "".join(f"{DISPLAY[m]:>15}" for m in PER_GAME_METHODS))
-    lines += ["Per-game scores (ours: mean over seeds +- std; references as published)",
-              head, "-" * len(head)]
+    """The per-game and the aggregate tables, as markdown."""
+    per_game = []
     for game, e in summary["games"].items():
         o = e.get("ours")
-        ours = f"{_fmt(o['mean_return'])} +- {_fmt(o['std_return'])}" if o else "-"
         flag = "*" if o and any(s != BUDGET_ENV_STEPS for s in o["env_steps"]) else ""
-        lines.append(f"{game:<15}{_fmt(e['random']):>9}{_fmt(e['human']):>9}{ours + flag:>18}"
-                     f"{(o['n'] if o else 0):>3}{_fmt(o['hns'], 3) if o else '-':>7}"
-                     + "".join(f"{_fmt(e.get(m)):>15}" for m in PER_GAME_METHODS))
-    if summary.get("off_budget_games"):
-        lines.append(f"* some runs did not use the {BUDGET_ENV_STEPS:,}-step budget: "
-                     + ", ".join(summary["off_budget_games"]))
-    lines += ["", "Aggregate human-normalized scores (95% stratified-bootstrap CI over runs; "
-              "references: one score per game, no CI)"]
-    head = f"{'Method':<34}{'games':>6}{'Mean':>24}{'Median':>24}{'IQM':>24}"
-    lines += [head, "-" * len(head)]
+        per_game.append([game + flag, num(e["random"]), num(e["human"]),
+                         f"{num(o['mean_return'])} ± {num(o['std_return'])}" if o else "—", o["n"] if o else 0,
+                         num(o["hns"], 3) if o else "—", *(num(e.get(m)) for m in PER_GAME_METHODS)])
 
     def cell(stat: Mapping) -> str:
         v, (lo, hi) = stat["value"], stat["ci95"]
-        return _fmt(v, 3) if lo == hi else f"{_fmt(v, 3)} [{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
+        return num(v, 3) if lo == hi else f"{num(v, 3)} [{num(lo, 3)}, {num(hi, 3)}]"
 
-    for key, a in summary["aggregates"].items():
-        lines.append(f"{a['label']:<34}{a['n_games']:>6}{cell(a['mean']):>24}"
-                     f"{cell(a['median']):>24}{cell(a['iqm']):>24}")
-    lines += ["", "Published aggregates (paper tables, 26 games)"]
-    for m, p in summary["published"].items():
-        lines.append(f"{p['label']:<34}{26:>6}{_fmt(p['mean'], 3):>24}{_fmt(p['median'], 3):>24}{'-':>24}")
+    aggregates = [[a["label"], a["n_games"], *(cell(a[k]) for k in STATS)] for a in summary["aggregates"].values()]
+    aggregates += [[f"{p['label']} (published)", 26, num(p["mean"], 3), num(p["median"], 3), "—"]
+                   for p in summary["published"].values()]
+    lines = ["Per-game scores (ours: mean over seeds ± std; references as published)",
+             markdown_table(["game", "random", "human", "ours", "n", "HNS", *(DISPLAY[m] for m in PER_GAME_METHODS)],
+                            per_game)]
+    if summary.get("off_budget_games"):
+        lines.append(f"* some runs did not use the {BUDGET_ENV_STEPS:,}-step budget: "
+                     + ", ".join(summary["off_budget_games"]))
+    lines += ["", "Aggregate human-normalized scores (95% stratified-bootstrap CI over runs; references: one score per "
+              "game, no CI; published: the papers' tables, 26 games)",
+              markdown_table(["method", "games", "mean", "median", "IQM"], aggregates)]
     if not summary["aggregates"].get("ours"):
         lines += ["", "No runs found (expected <runs>/<game>/seed_<k>/eval.json)."]
     return "\n".join(lines)
