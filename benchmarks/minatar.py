@@ -492,15 +492,11 @@ def must_show_lines(verdicts: dict) -> list[str]:
 
 
 def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Path:
-    """Learning curves, one panel per game: the mean over seeds with its 95% bootstrap band
-    (seeds resampled jointly over the curve), each seed thin, the references and random as
-    horizontal lines. ``agents.plots.plot_runs`` draws one set of references on every panel,
-    hence this small figure of its own; it reuses that module's curve alignment."""
+    """Learning curves, one :func:`benchmarks.atari100k.aggregate.curve_panel` per game with its
+    own references and random as horizontal lines, and the first notes in the sixth panel."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import StrMethodFormatter
 
-    from agents.plots import align
-    from benchmarks.atari100k.aggregate import interval_estimates
+    from benchmarks.atari100k.aggregate import curve_panel
 
     fig = Figure(figsize=(15, 8.6), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
@@ -508,37 +504,15 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
     styles = {"dqn_0.5M": ("C1", "--"), "dqn_5M": ("C2", "-."), "ppo_10M": ("C3", ":")}
     for ax, game in zip(axes, GAMES):
         summary = summaries.get(game)
-        ax.set_title(game + (" (off protocol)" if summary and summary["protocol_issues"] else ""), fontsize=11)
-        ax.set_xlabel("env steps", fontsize=9)
-        ax.set_ylabel("greedy evaluation return", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-        ax.grid(alpha=0.3)
-        ax.set_xlim(0, budget * 1.02)
-        for key, (color, ls) in styles.items():
-            if REFERENCES[game][key] is not None:
-                ax.axhline(REFERENCES[game][key], color=color, ls=ls, lw=1.2,
-                           label=f"{REFERENCE_NAMES[key]} = {_ref(game, key)}")
-        if summary is None:
-            ax.text(0.5, 0.5, "no result yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
-        elif summary["random_mean"] is not None:
-            ax.axhline(summary["random_mean"], color="0.35", lw=1.0, label=f"random = {summary['random_mean']:.2f}")
+        lines = [(f"{REFERENCE_NAMES[key]} = {_ref(game, key)}", REFERENCES[game][key], *style)
+                 for key, style in styles.items() if REFERENCES[game][key] is not None]
+        if summary and summary["random_mean"] is not None:
+            lines.append((f"random = {summary['random_mean']:.2f}", summary["random_mean"], "0.35", "-"))
         curves = [(np.array([p[0] for p in s["curve"]], float), np.array([p[2] for p in s["curve"]], float))
                   for s in records.get(game, {}).get("seeds", []) if s.get("curve")]
-        n = len(curves)
-        if n == 1:
-            ax.plot(*curves[0], color="C0", lw=1.8, marker="o", ms=3, label="ours (1 seed)")
-        elif n > 1:
-            grid, values, how = align(curves)
-            for xs, ys in curves:
-                ax.plot(xs, ys, color="C0", lw=0.7, alpha=0.4)
-            if how != "none":
-                lo, hi = interval_estimates([values[:, None, :]], lambda x: x[:, 0, :].mean(axis=0), BOOTSTRAP_REPS)
-                ax.plot(grid, values.mean(axis=0), color="C0", lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
-                        label=f"ours: mean of {n} seeds, 95% CI")
-                ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0)
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-        ax.legend(fontsize=7, loc="upper left")
+        title = game + (" (off protocol)" if summary and summary["protocol_issues"] else "")
+        curve_panel(ax, title, curves, lines, BOOTSTRAP_REPS)
+        ax.set_xlim(0, budget * 1.02)
     notes = axes[-1]
     notes.axis("off")
     text = ["Thin lines: single seeds. Bands: rliable bootstrap over seeds.",

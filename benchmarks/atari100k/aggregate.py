@@ -332,35 +332,64 @@ def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str | os.PathLike) -> Path | None:
-    """One panel per game: eval/return_mean vs env_steps per seed, from metrics.jsonl.
-    Returns None if no run has a curve."""
-    curves: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for run in runs:
-        if run.get("metrics"):
-            steps, values = read_learning_curve(run["metrics"])
-            if steps.size:
-                curves.setdefault(run["game"], []).append((run["seed"], steps, values))
+def curve_panel(ax, title: str, curves: Sequence[tuple[np.ndarray, np.ndarray]], references: Sequence[tuple],
+                reps: int = 2000) -> None:
+    """One game's learning curves on ``ax``, as this module's and ``benchmarks/minatar.py``'s figures
+    draw them: each seed's ``(env steps, return)`` thin, the mean over seeds with its 95% bootstrap
+    band (seeds resampled jointly over the curve, on ``agents.plots.align``'s grid), and the
+    ``references`` ``(label, value, color, linestyle)`` as horizontal lines."""
+    from matplotlib.ticker import StrMethodFormatter
+
+    from agents.plots import align
+
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("env steps", fontsize=9)
+    ax.set_ylabel("greedy evaluation return", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.grid(alpha=0.3)
+    for label, value, color, ls in references:
+        ax.axhline(value, color=color, ls=ls, lw=1.2, label=label)
     if not curves:
-        return None
+        ax.text(0.5, 0.5, "no result yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    elif len(curves) == 1:
+        ax.plot(*curves[0], color="C0", lw=1.8, marker="o", ms=3, label="ours (1 seed)")
+    else:
+        grid, values, how = align(list(curves))
+        for xs, ys in curves:
+            ax.plot(xs, ys, color="C0", lw=0.7, alpha=0.4)
+        if how != "none":
+            lo, hi = interval_estimates([values[:, None, :]], lambda x: x[:, 0, :].mean(axis=0), reps)
+            ax.plot(grid, values.mean(axis=0), color="C0", lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
+                    label=f"ours: mean of {len(curves)} seeds, 95% CI")
+            ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0)
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str | os.PathLike,
+                         reps: int = 2000) -> Path | None:
+    """One :func:`curve_panel` per game with an ``eval/return_mean`` curve in a run's
+    metrics.jsonl, random and EfficientZero as references; None if no run has a curve."""
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        steps, values = read_learning_curve(run["metrics"]) if run.get("metrics") else ((), ())
+        if len(steps):
+            curves.setdefault(run["game"], []).append((steps, values))
     games = [g for g in reference if g in curves]
+    if not games:
+        return None
     cols = min(4, len(games))
     rows = math.ceil(len(games) / cols)
-    fig = Figure(figsize=(4 * cols, 3 * rows), layout="tight")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, game in zip(axes.flat, games):
-        for seed, steps, values in sorted(curves[game], key=lambda c: c[0]):
-            ax.plot(steps, values, marker=".", lw=1, label=f"seed {seed}")
+    fig = Figure(figsize=(4.5 * cols, 3.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, game in zip(axes, games):
         ref = reference[game]
-        ax.axhline(ref["random"], color="gray", ls=":", lw=0.8, label="random")
+        lines = [(f"random = {ref['random']:g}", ref["random"], "0.35", "-")]
         if "efficientzero" in ref:
-            ax.axhline(ref["efficientzero"], color="tab:orange", ls="--", lw=0.8, label="EfficientZero")
-        ax.set_title(game, fontsize=10)
-        ax.set_xlabel("env steps", fontsize=8)
-        ax.set_ylabel("eval return", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(games):]:
+            lines.append((f"EfficientZero = {ref['efficientzero']:g}", ref["efficientzero"], "C1", "--"))
+        curve_panel(ax, game, curves[game], lines, reps)
+    for ax in axes[len(games):]:
         ax.axis("off")
     fig.savefig(path, dpi=110)
     return Path(path)
@@ -381,7 +410,7 @@ def run(runs_dir=DEFAULT_RUNS, out_dir=DEFAULT_OUT, reference_path=None, reps: i
     files = {}
     if plots:
         files["hns_bars"] = str(plot_hns_bars(summary, out_dir / "hns_per_game.png"))
-        curves = plot_learning_curves(runs, reference, out_dir / "learning_curves.png")
+        curves = plot_learning_curves(runs, reference, out_dir / "learning_curves.png", reps)
         if curves is not None:
             files["learning_curves"] = str(curves)
     summary["files"] = files
