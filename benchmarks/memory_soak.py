@@ -121,8 +121,7 @@ def _window_max(samples: list[dict], t0: float, t1: float) -> dict:
     return max(inside, key=lambda s: s["rss_kb"])
 
 
-def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: bool, tensorboard: bool,
-         window_s: float) -> dict:
+def soak(preset: str, spec: dict, run_dir: str, interval: float, window_s: float) -> dict:
     """Runs train.py for ``preset``, sampling its memory, and returns :func:`analyse`'s row."""
     cmd = [
         sys.executable, os.path.join(ROOT, "scripts", "train.py"),
@@ -131,12 +130,12 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
         "--loop.eval_every", str(spec["eval_every"]),
         "--loop.log_every_s", "0.5",
         "--loop.checkpoint_every_s", str(spec["checkpoint_every_s"]),
-    ] + ([] if tensorboard else ["--no-tensorboard"])
-    env = {**os.environ, **({"JAX_LOG_COMPILES": "1"} if log_compiles else {})}
+    ]
     full_at = (spec["capacity"] // spec["num_envs"]) * spec["num_envs"]
 
     start = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                            env={**os.environ, "JAX_LOG_COMPILES": "1"})
     metrics_state: dict = {"env_steps": 0}
     lines: list[tuple[float, str]] = []
 
@@ -173,9 +172,8 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
     with open(os.path.join(run_dir, "summary.json")) as f:
         summary = json.load(f)
     row = analyse(samples, lines, full_at, spec["steps"], window_s)
-    prefix = "JAX_LOG_COMPILES=1 " if log_compiles else ""
     return {
-        "preset": preset, "command": prefix + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
+        "preset": preset, "command": "JAX_LOG_COMPILES=1 " + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
         "replay_capacity": spec["capacity"], "num_envs": spec["num_envs"], "env_steps": summary["env_steps"],
         "capacity_multiple": round(summary["env_steps"] / full_at, 2), "updates": summary["updates"],
         "evaluations": summary["evaluations"], "eval_env_steps": metrics_state.get("evals", []),
@@ -313,8 +311,6 @@ def main(argv=None) -> int:
     parser.add_argument("--presets", nargs="+", default=list(SOAKS), choices=list(SOAKS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the default run lengths")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")
-    parser.add_argument("--no-log-compiles", action="store_true", help="do not set JAX_LOG_COMPILES=1")
-    parser.add_argument("--no-tensorboard", action="store_true", help="run without TensorBoard writers")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--tag", default="cpu", help="suffix of the JSON file name")
     parser.add_argument("--keep-runs", default=None, help="keep run directories here")
@@ -329,8 +325,7 @@ def main(argv=None) -> int:
     for preset in args.presets:
         spec = dict(SOAKS[preset])
         spec["steps"] = int(round(spec["steps"] * args.scale / spec["num_envs"])) * spec["num_envs"]
-        row = soak(preset, spec, os.path.join(run_root, preset), args.interval, not args.no_log_compiles,
-                   not args.no_tensorboard, args.window_s)
+        row = soak(preset, spec, os.path.join(run_root, preset), args.interval, args.window_s)
         png = os.path.join(args.out, f"memory_soak_{preset}.png")
         plot(row, png)
         row["plot"] = os.path.relpath(png, ROOT)
@@ -355,8 +350,6 @@ def main(argv=None) -> int:
                f"sampled every {args.interval} s",
         "definitions": "benchmarks/memory_soak.py's docstring and benchmarks/README.md, 'Memory soak'",
         "env_steps_source": "last record of metrics.jsonl (--loop.log_every_s 0.5)",
-        "tensorboard": not args.no_tensorboard,
-        "log_compiles": not args.no_log_compiles,
         "runs": rows,
         "all_pass": all(r["pass"] for r in rows),
     }

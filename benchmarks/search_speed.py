@@ -154,17 +154,11 @@ def deep_chain(model_name: str, batch: int, sims_list, depths, *, reps: tuple[in
         for label, params in param_sets:  # same shapes: one compile serves all three
             value_std = float(jnp.std(model.initial_inference(params, obs).value))
             stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
-            row = {
-                "model": model_name, "batch": batch, "params": label, "root_value_std": value_std,
-                "search": search, "simulations": sims, "max_depth": max_depth, "compile_s": compile_s, **stats,
-            }  # fmt: skip
-            row["ms_per_search_call"] = 1e3 * row["median_s"]
-            rows.append(row)
-            log(
-                f"  {label:24} {search:6} sims {sims:4d} max_depth {str(max_depth):>4}: "
-                f"depth max {row['tree_depth_max']:4d} mean {row['tree_depth_mean']:6.1f}  "
-                f"{row['ms_per_search_call']:8.1f} ms/call"
-            )
+            rows.append({"model": model_name, "batch": batch, "params": label, "root_value_std": value_std,
+                         "search": search, "simulations": sims, "max_depth": max_depth, "compile_s": compile_s,
+                         **stats, "ms_per_search_call": 1e3 * stats["median_s"]})
+            log(f"  {label:24} {search:6} sims {sims:4d} max_depth {str(max_depth):>4}: depth max "
+                f"{stats['tree_depth_max']:4d} mean {stats['tree_depth_mean']:6.1f}  {1e3 * stats['median_s']:8.1f} ms/call")
     return rows
 
 
@@ -172,18 +166,14 @@ def deep_chain(model_name: str, batch: int, sims_list, depths, *, reps: tuple[in
 # Reporting
 
 
+HEADER = (f"{'model':5} {'search':6} {'sims':>4} {'batch':>6} {'compile s':>9} {'ms / call':>12} {'searches/s':>11} "
+          f"{'sims/s':>12} {'depth':>6} {'reps':>5}")
+
+
 def format_row(r: dict) -> str:
-    return (
-        f"{r['model']:5} {r['search']:6} {r['simulations']:4d} {r['batch']:6d} {r['compile_s']:9.1f} "
-        f"{1e3 * r['median_s']:12.2f} {r['searches_per_s']:11.1f} {r['simulations_per_s']:12.0f} "
-        f"{r['tree_depth_max']:6d} {r['reps']:5d}"
-    )
-
-
-HEADER = (
-    f"{'model':5} {'search':6} {'sims':>4} {'batch':>6} {'compile s':>9} {'ms / call':>12} "
-    f"{'searches/s':>11} {'sims/s':>12} {'depth':>6} {'reps':>5}"
-)
+    return (f"{r['model']:5} {r['search']:6} {r['simulations']:4d} {r['batch']:6d} {r['compile_s']:9.1f} "
+            f"{1e3 * r['median_s']:12.2f} {r['searches_per_s']:11.1f} {r['simulations_per_s']:12.0f} "
+            f"{r['tree_depth_max']:6d} {r['reps']:5d}")
 
 
 def main(argv=None):
@@ -194,20 +184,17 @@ def main(argv=None):
     parser.add_argument("--batches", type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help="e.g. 1,8,64")
     parser.add_argument("--models", type=lambda s: tuple(s.split(",")), default=None, help="mlp,conv")
     parser.add_argument("--no-deep-chain", action="store_true", help="skip the deep-chain / max_depth section")
-    parser.add_argument("--deep-models", type=lambda s: tuple(s.split(",")), default=None,
-                        help="models for the deep-chain section (default mlp,conv; mlp with --quick)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/search_speed_<backend>.json)")
     args = parser.parse_args(argv)
 
     models = args.models or tuple(MODELS)
-    for m in (*models, *(args.deep_models or ())):
+    for m in models:
         if m not in MODELS:
             parser.error(f"unknown model {m!r}; expected some of {tuple(MODELS)}")
     batches = args.batches or ((1, 8, 64) if args.quick else BATCHES)
     reps = (2, 3, 0.5) if args.quick else (3, 10, 2.0)  # (min reps, max reps, target seconds)
-    deep_models = args.deep_models or (("mlp",) if args.quick else ("mlp", "conv"))
-    deep_batch = {"mlp": 16, "conv": 4} if args.quick else {"mlp": 64, "conv": 16}
-    deep = {"batch": {m: deep_batch[m] for m in deep_models}, "sims": (50, 200), "depths": (None, 10, 5)}
+    deep_batch = {"mlp": 16} if args.quick else {"mlp": 64, "conv": 16}  # the deep-chain models and their batches
+    deep = {"batch": deep_batch, "sims": (50, 200), "depths": (None, 10, 5)}
     out_path = parser.writable(args.out or RESULTS / f"search_speed_{jax.default_backend()}.json")
 
     started, info = time.perf_counter(), machine()
@@ -218,7 +205,7 @@ def main(argv=None):
 
     deep_rows = []
     if not args.no_deep_chain:
-        for m in deep_models:
+        for m in deep_batch:
             print(f"\n== deep chains: pUCT max_depth, {m} model, batch {deep['batch'][m]} ==")
             deep_rows += deep_chain(m, deep["batch"][m], deep["sims"], deep["depths"], reps=reps, log=print)
 
