@@ -17,7 +17,7 @@ Writes ``benchmarks/results/memory_soak_<tag>.json`` and ``memory_soak_<preset>.
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import json
 import os
 import subprocess
@@ -27,6 +27,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 
 from benchmarks.harness import RESULTS, ROOT, Parser, write_result
 
@@ -54,54 +55,40 @@ SOAKS = {
 }
 
 
-# ----------------------------------------------------------------------------- /proc
+# ----------------------------------------------------------------------------- the process and its run
 
 
-def _status(pid: int) -> dict:
-    out = {}
+def _memory(proc: psutil.Process) -> dict | None:
+    """RSS (kB) of the process and of its descendants, how many descendants, and the process's
+    threads; None once it has exited (a zombie's RSS reads 0)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile"):
-                    out[key] = int(value.split()[0])  # kB (Threads: a count)
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return {}
-    return out
+        main, threads, kids = proc.memory_info().rss // 1024, proc.num_threads(), proc.children(recursive=True)
+    except psutil.Error:
+        return None
+    kid_rss = 0
+    for kid in kids:
+        with contextlib.suppress(psutil.Error):  # a descendant that ended since
+            kid_rss += kid.memory_info().rss // 1024
+    if not main:
+        return None
+    return {"rss_kb": main + kid_rss, "rss_main_kb": main, "rss_children_kb": kid_rss, "children": len(kids),
+            "threads": threads}
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for path in glob.glob(f"/proc/{todo.pop()}/task/*/children"):
-            try:
-                with open(path) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except (FileNotFoundError, ProcessLookupError):  # the task ended since the glob
-                continue
-            found.extend(kids)
-            todo.extend(kids)
-    return found
-
-
-def _last_env_steps(path: str, state: dict) -> None:
-    """Reads the records appended to metrics.jsonl since the last call into ``state``."""
+def _read_progress(path: str, state: dict) -> None:
+    """Reads the whole records appended to metrics.jsonl since the last call into ``state``: the
+    env steps of the last one and of every evaluation."""
     try:
-        with open(path) as f:
-            f.seek(state.get("offset", 0))
+        with open(path, "rb") as f:
+            f.seek(state["offset"])
             chunk = f.read()
     except FileNotFoundError:
         return
-    complete = chunk[: chunk.rfind("\n") + 1]
-    state["offset"] = state.get("offset", 0) + len(complete.encode())
-    for line in complete.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        state["env_steps"] = rec["env_steps"]
-        if "eval/return_mean" in rec:
-            state.setdefault("evals", []).append(rec["env_steps"])
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    state["offset"] += len(complete)
+    for record in map(json.loads, complete.splitlines()):
+        state["env_steps"] = record["env_steps"]
+        state["evals"] += [record["env_steps"]] if "eval/return_mean" in record else []
 
 
 def _checkpoints(run_dir: str) -> list[int]:
@@ -134,9 +121,9 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, window_s: float
     full_at = (spec["capacity"] // spec["num_envs"]) * spec["num_envs"]
 
     start = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
-                            env={**os.environ, "JAX_LOG_COMPILES": "1"})
-    metrics_state: dict = {"env_steps": 0}
+    proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                        env={**os.environ, "JAX_LOG_COMPILES": "1"})
+    progress = {"offset": 0, "env_steps": 0, "evals": []}
     lines: list[tuple[float, str]] = []
 
     def reader():
@@ -148,18 +135,12 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, window_s: float
     samples = []
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     while proc.poll() is None:
-        st = _status(proc.pid)
-        if "VmRSS" in st:  # a process that has exited (zombie) has no VmRSS line
-            kids = _descendants(proc.pid)
-            kid_rss = sum(_status(k).get("VmRSS", 0) for k in kids)
-            _last_env_steps(metrics_path, metrics_state)
-            samples.append({
-                "t": round(time.time() - start, 3), "env_steps": metrics_state["env_steps"],
-                "rss_kb": st["VmRSS"] + kid_rss, "rss_main_kb": st["VmRSS"], "rss_anon_kb": st.get("RssAnon", 0),
-                "rss_file_kb": st.get("RssFile", 0), "rss_children_kb": kid_rss, "children": len(kids),
-                "threads": st.get("Threads", 0), "checkpoints": _checkpoints(run_dir),
-                "post_full_eval": any(e >= full_at for e in metrics_state.get("evals", [])),
-            })
+        memory = _memory(proc)
+        if memory is not None:
+            _read_progress(metrics_path, progress)
+            samples.append({"t": round(time.time() - start, 3), "env_steps": progress["env_steps"], **memory,
+                            "checkpoints": _checkpoints(run_dir),
+                            "post_full_eval": any(e >= full_at for e in progress["evals"])})
         time.sleep(interval)
     thread.join(timeout=10)
     wall = time.time() - start
@@ -168,7 +149,7 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, window_s: float
     if proc.returncode != 0:
         tail = "\n".join(line for _, line in lines[-60:])
         raise RuntimeError(f"{preset}: train.py exited with {proc.returncode}:\n{tail}")
-    _last_env_steps(metrics_path, metrics_state)
+    _read_progress(metrics_path, progress)
     with open(os.path.join(run_dir, "summary.json")) as f:
         summary = json.load(f)
     row = analyse(samples, lines, full_at, spec["steps"], window_s)
@@ -176,7 +157,7 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, window_s: float
         "preset": preset, "command": "JAX_LOG_COMPILES=1 " + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
         "replay_capacity": spec["capacity"], "num_envs": spec["num_envs"], "env_steps": summary["env_steps"],
         "capacity_multiple": round(summary["env_steps"] / full_at, 2), "updates": summary["updates"],
-        "evaluations": summary["evaluations"], "eval_env_steps": metrics_state.get("evals", []),
+        "evaluations": summary["evaluations"], "eval_env_steps": progress["evals"],
         "process_wall_clock_s": round(wall, 1), **row,
     }
 
@@ -346,7 +327,7 @@ def main(argv=None) -> int:
         "benchmark": "memory_soak",
         "criterion": f"pass: growth_pct = (final - baseline) / baseline < {GROWTH_LIMIT_PCT}% AND "
                      f"steady_growth_pct = (final - steady) / steady < {GROWTH_LIMIT_PCT}%",
-        "rss": "VmRSS of the train.py process from /proc/<pid>/status plus the VmRSS of its descendants, "
+        "rss": "RSS of the train.py process (psutil: /proc/<pid>/statm) plus the RSS of its descendants, "
                f"sampled every {args.interval} s",
         "definitions": "benchmarks/memory_soak.py's docstring and benchmarks/README.md, 'Memory soak'",
         "env_steps_source": "last record of metrics.jsonl (--loop.log_every_s 0.5)",

@@ -144,25 +144,23 @@ class Plan:
 def run_state(run_dir: Path, cfg) -> str:
     """``new``, ``resume`` or ``finished``; ValueError (one line) when ``run_dir`` holds a run of
     another budget or config than ``cfg``."""
-    from agents.plots import flatten
-    from dreamer.config import to_dict
+    from dreamer.config import config_differences, to_dict
 
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         return "new"
     try:
-        old = flatten(json.loads(config_path.read_text()))
+        old = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
         raise ValueError(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root") from None
-    new = flatten(json.loads(json.dumps(to_dict(cfg))))  # tuples as the JSON's lists
-    budget = cfg.loop.env_steps
-    if old.get("loop.env_steps") != budget:
-        raise ValueError(f"{run_dir} holds a run of {old.get('loop.env_steps')} env steps, not {budget}: "
+    budget, old_budget = cfg.loop.env_steps, old.get("loop", {}).get("env_steps")
+    if old_budget != budget:
+        raise ValueError(f"{run_dir} holds a run of {old_budget} env steps, not {budget}: "
                          f"remove it or choose another --run-root")
-    differ = sorted(k for k in set(old) | set(new) if k not in IGNORED_DIFFERENCES and old.get(k) != new.get(k))
+    differ = config_differences(old, json.loads(json.dumps(to_dict(cfg))), IGNORED_DIFFERENCES)  # tuples as lists
     if differ:
-        k = differ[0]
-        raise ValueError(f"{run_dir} holds a run of another config ({k}: {old.get(k)!r}, asked {new.get(k)!r}"
+        k, was, asked = differ[0]
+        raise ValueError(f"{run_dir} holds a run of another config ({k}: {was!r}, asked {asked!r}"
                          + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
                          + "): remove it or choose another --run-root")
     return "finished" if _env_steps(run_dir) >= budget else "resume"
@@ -246,18 +244,15 @@ def train_seed(plan: Plan) -> None:
            "--no-plot", *plan.argv]
     launches = _read_json(plan.run_dir / LAUNCHES) or []
     launch = {"started": _now(), "env_steps_before": _env_steps(plan.run_dir), "command": cmd[1:]}
-    t0 = time.time()
-    code, wall, error = None, None, ""
+    t0, code, error = time.time(), None, ""
     try:
-        code, wall, error = run_train(cmd, plan.run_dir)
+        code, _, error = run_train(cmd, plan.run_dir)
     finally:  # an interrupted launch is recorded too (exit code null), with the time it ran
-        wall = time.time() - t0 if wall is None else wall
-        launch.update(wall_s=round(wall, 1), exit_code=code, env_steps_after=_env_steps(plan.run_dir))
+        launch.update(wall_s=round(time.time() - t0, 1), exit_code=code, env_steps_after=_env_steps(plan.run_dir))
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         (plan.run_dir / LAUNCHES).write_text(json.dumps([*launches, launch], indent=1) + "\n")
     if code != 0:
         print(f"{PROG}: {plan.game} seed {plan.seed}: {error}", file=sys.stderr)
-        raise SystemExit(code)
         raise SystemExit(code)
 
 
@@ -578,11 +573,6 @@ def run_game(game: str, plans: list[Plan], args) -> dict:
                   f"{budget:,} env steps; run the same command to resume", file=sys.stderr)
             raise SystemExit(1)
     seeds = [seed_result(plan) for plan in plans]
-    for s in seeds:
-        f = s["final_eval"]
-        print(f"{game} seed {s['seed']}: final eval "
-              + (f"{f['return_mean']:.2f} ± {f['return_std']:.2f} over {f['episodes']} games" if f else "missing")
-              + f", {num(s['wall_clock_min'])} min from launch", flush=True)
     path = result_path(args.results_dir, args.preset, game)
     cached, protocol = (_read_json(path) or {}).get("random"), random_protocol(plans[0].cfg)
     random = cached if cached and cached.get("protocol") == protocol else compute_random(plans[0].cfg, protocol)
