@@ -7,21 +7,12 @@
     python benchmarks/minatar.py Breakout --steps 1024 --seeds 0 --run-root /tmp/runs --results-dir /tmp/res \\
         -- --loop.eval_every 512               # a smoke test; flags after -- go to scripts/train.py
 
-**Runs.** Each seed is one ``scripts/train.py --preset P --env MinAtar/<Game> --seed S`` process
-in ``<run-root>/<preset>/<Game>/seed_<S>`` (default run root ``benchmarks/minatar/runs``, git-ignored),
-the seeds one after another. The command is resumable: a seed whose run reached its budget is
-not trained again, an unfinished one is relaunched on its directory (train.py resumes it from its
-last checkpoint), a missing one is started. A directory holding a run of another budget or
-config (a retuned preset, other flags after ``--``) is refused before anything runs. Each
-launch (start, seconds from launch to exit, exit code, env steps before and after) is appended
-to ``launches.json`` in the run directory.
-
-**Per game** (``results/minatar_<Game>.json``; ``minatar_<preset>_<Game>.json`` for another
-preset): each seed's final greedy evaluation, learning curve and wall-clock from launch (summed
-over launches), a random-policy row computed once and kept while its protocol (:func:`random_protocol`)
-stays the same, the references and the summary; writing it also rewrites the table. What the
-columns, intervals and verdicts mean (:data:`STATISTICS`, :data:`MUST_SHOW`, :data:`NOTES`,
-:data:`REFERENCE_SOURCES`) and why: ``benchmarks/README.md``, "MinAtar-100k".
+Each seed is one ``scripts/train.py`` process in ``<run-root>/<preset>/<Game>/seed_<S>``, its
+launches logged in ``launches.json`` there. The command is resumable (a finished seed is not
+trained again, an unfinished one is relaunched and resumes from its checkpoint) and refuses a
+directory holding a run of another budget or config before anything runs. The runs, the JSONs,
+the statistics (:data:`STATISTICS`), the verdicts (:data:`MUST_SHOW`) and why:
+``benchmarks/README.md``, "MinAtar-100k".
 """
 
 from __future__ import annotations
@@ -32,7 +23,6 @@ import json
 import math
 import os
 import sys
-import textwrap
 import time
 from pathlib import Path
 from typing import Any, Sequence
@@ -488,7 +478,7 @@ def must_show_lines(verdicts: dict) -> list[str]:
 
 def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Path:
     """Learning curves, one :func:`benchmarks.atari100k.aggregate.curve_panel` per game with its
-    own references and random as horizontal lines, and the first notes in the sixth panel."""
+    own references and random as horizontal lines."""
     from matplotlib.figure import Figure
 
     from benchmarks.atari100k.aggregate import curve_panel
@@ -508,14 +498,9 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
         title = game + (" (off protocol)" if summary and summary["protocol_issues"] else "")
         curve_panel(ax, title, curves, lines, BOOTSTRAP_REPS)
         ax.set_xlim(0, budget * 1.02)
-    notes = axes[-1]
-    notes.axis("off")
-    text = ["Thin lines: single seeds. Bands: rliable bootstrap over seeds.",
-            "Horizontal lines: published scores at far more samples", "(DQN 5x and 50x, PPO 100x ours).", ""]
-    for note in NOTES[:2]:
-        text += [*textwrap.wrap(note, 62), ""]
-    notes.text(0.0, 1.0, "\n".join(text), va="top", ha="left", fontsize=8.5, color="0.25", transform=notes.transAxes)
-    fig.suptitle("MinAtar-100k: greedy evaluation return over training", fontsize=12)
+    axes[-1].axis("off")
+    fig.suptitle("MinAtar-100k: greedy evaluation return over training (thin: single seeds; band: rliable bootstrap "
+                 "over seeds; lines: published scores at 5x to 100x our samples)", fontsize=11)
     fig.savefig(out, dpi=120)
     return out
 

@@ -2,10 +2,9 @@
 
 pUCT with 50 simulations (EfficientZero) and Gumbel with 16 (EfficientZero V2) on two
 :class:`dreamer.networks.EfficientZeroModel` with fresh parameters (:data:`MODELS`) at batch
-sizes 1 to 1536; compile time apart from the steady state. The deep-chain section measures
-pUCT under noisy values, as an untrained network's are: the search keeps descending one path
-and each simulation walks the whole chain, so it reports the deepest node and the time per
-search for several ``max_depth`` (:func:`deep_chain`). Setup and results: ``benchmarks/README.md``.
+sizes 1 to 1536; compile time apart from the steady state; then the depth and time of pUCT's
+trees under noisy values for several ``max_depth`` (:func:`deep_chain`). Setup, results and
+why: ``benchmarks/README.md``.
 
     python benchmarks/search_speed.py            # default: ~5 minutes on a 2-core CPU
     python benchmarks/search_speed.py --quick    # ~2 minutes on a 2-core CPU

@@ -3,16 +3,9 @@ stratified-bootstrap confidence intervals, reference tables and plots.
 
     python -m benchmarks.atari100k.aggregate [--runs DIR] [--out DIR] [--reps 2000]
 
-Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: README.md, written by
-``scripts/evaluate.py``); a ``metrics.jsonl`` beside it, if present, gives learning curves.
-With no runs the reference table is printed alone.
-
-Statistics are rliable's (Agarwal et al., 2021): HNS = (score - random) / (human - random),
-per run the mean return over its evaluation episodes; mean and median over games of the
-per-game mean over runs, IQM over the pooled run x game scores; 95% CIs by stratified
-bootstrap (runs resampled with replacement independently per game, percentile interval).
-Games may have different numbers of runs. A reference method has one score per game
-(no runs), so its CI collapses to the point.
+Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (written by ``scripts/evaluate.py``);
+a ``metrics.jsonl`` beside it, if present, gives learning curves. With no runs the reference
+table is printed alone. The statistics (rliable's) and the schema: ``README.md`` beside this file.
 """
 
 from __future__ import annotations
