@@ -169,11 +169,8 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
     env steps whose buffer is full at ``full_at``. Raises ``RuntimeError`` when the run
     was too short to tell."""
     # The baseline: full buffer, a post-full evaluation finished, a post-full checkpoint committed.
-    base_i = next(
-        (i for i, s in enumerate(samples)
-         if s["env_steps"] >= full_at and s["post_full_eval"] and any(c >= full_at for c in s["checkpoints"])),
-        None,
-    )
+    base_i = next((i for i, s in enumerate(samples) if s["env_steps"] >= full_at and s["post_full_eval"]
+                   and any(c >= full_at for c in s["checkpoints"])), None)
     if base_i is None:
         raise RuntimeError("no sample after the buffer was full plus a post-full eval and checkpoint")
     base = samples[base_i]
@@ -191,7 +188,6 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
     peak = max(samples[base_i:], key=lambda s: s["rss_kb"])
     pct = lambda a, b: round(100.0 * (a["rss_kb"] - b["rss_kb"]) / b["rss_kb"], 2)  # noqa: E731
     growth = pct(final_w, base_w)
-    full_i = next((i for i, s in enumerate(samples) if s["env_steps"] >= full_at), None)
 
     # Least-squares slope of RSS (MiB) against env steps over the loop after the baseline, per 1,000 steps.
     xs = np.array([s["env_steps"] for s in in_loop], float)
@@ -224,16 +220,13 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
         "buffer_full_at_env_steps": full_at,
         "checkpoints_seen": sorted({c for s in samples for c in s["checkpoints"]}),
         "window_s": window_s,
-        "buffer_full_sample": point(samples[full_i]) if full_i is not None else None,
         "baseline_sample": point(base),
         "baseline": {**point(base_w), "window": [base["t"], round(base["t"] + window_s, 3)]},
         "loop_end_sample": point(loop_end),
         "final": {**point(final_w), "window": [round(loop_end["t"] - window_s, 3), loop_end["t"]]},
-        "last_sample": point(samples[-1]),
         "max_after_baseline": point(peak),
         "peak_rss_whole_run_mib": mib(max(s["rss_kb"] for s in samples)),
         "growth_pct": growth,
-        "max_growth_pct": pct(peak, base_w),
         "single_sample_growth_pct": pct(samples[-1], base),
         "steady": {**point(steady_w), "window": [steady_start, round(steady_start + window_s, 3)],
                    "after_release": bool(post)},

@@ -2,15 +2,10 @@
 
 For each preset (``atari100k``: pUCT 50 simulations; ``atari100k-gumbel``: Gumbel 16) one
 :class:`dreamer.learner.Learner` update is cut into its stages (:data:`STAGES`), each the
-learner's own method jitted alone with the real shapes, beside the whole ``Learner.update``.
-
-**FLOPs**: XLA's cost analysis needs shapes only, so the full-size presets are analysed on a
-CPU. XLA counts a loop body once, hence the loss's scan unrolled at trace time and the search
-costed per simulation (:func:`search_corrected`); the full run's FLOPs and their floors at an
-H100's peak rates are floors, not measurements (:func:`full_run`). **Times**: the library's
-programs, unpatched, on a replay of ``min_size`` random transitions, heads re-drawn at random,
-median of round-robin rounds (:func:`time_stages`). Details: ``benchmarks/README.md``,
-"Profile of the update".
+learner's own method jitted alone with the real shapes, beside the whole ``Learner.update``:
+XLA's FLOPs from shapes alone with every loop iteration counted (:func:`analyse`), their floors
+for a full run (:func:`full_run`), and times on a pre-filled replay (:func:`time_stages`). How
+and why: ``benchmarks/README.md``, "Profile of the update".
 
     python benchmarks/profile_update.py --scale            # full-size FLOPs + CPU timing at --scale, both presets
     python benchmarks/profile_update.py --scale --no-full  # only the scaled analysis and timing

@@ -254,10 +254,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-loop", action="store_true", help="skip the whole-loop section")
     parser.add_argument("--tag", default=None, help="results/throughput_<tag>.json (default from the device)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (overrides --tag)")
-    parser.add_argument("--no-command-buffers", action="store_true",
-                        help="leave XLA command buffers off on a GPU (dreamer.runtime sets them by default)")
     args = parser.parse_args(argv)
-    settings = runtime.configure(cache_dir="", command_buffers=not args.no_command_buffers)  # no cache: compiles count
+    settings = runtime.configure(cache_dir="")  # no cache: compiles count; XLA_FLAGS set by hand are kept
     if args.loop_steps is not None and args.loop_steps < 1:
         parser.error(f"--loop-steps must be >= 1, got {args.loop_steps}")
     presets = tuple(dict.fromkeys(args.preset or PRESETS))
