@@ -162,8 +162,8 @@ def search_corrected(fn: Callable, args: tuple, sims: int) -> dict:
 
 
 def analyse(cfg: Config, spec, label: str) -> dict:
-    """XLA FLOPs and bytes of every stage, the whole update, one act call and the network's
-    pieces per sample, from shapes only."""
+    """XLA FLOPs and bytes of every stage, the whole update, one act call and one root of a
+    reanalysis sweep, from shapes only."""
     model = make_model(cfg, spec)
     agent = make_agent(cfg, spec, model)
     learner = Learner(model, cfg.learner, cfg.replay, cfg.planner)
@@ -200,15 +200,6 @@ def analyse(cfg: Config, spec, label: str) -> dict:
         out[name] = cost
         print(f"    {name:10} {cost['flops'] / 1e9:12.3f} GFLOP {cost['bytes'] / 1e9:10.3f} GB   "
               f"lower {cost['lower_s']:5.1f} s compile {cost['compile_s']:6.1f} s", flush=True)
-    batch = 64
-    obs = jax.ShapeDtypeStruct((batch, *spec.observation_shape), spec.frame_dtype)
-    latent = jax.eval_shape(model.represent, astate.train.params, obs)
-    action = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    units = {"initial_inference": (model.initial_inference, (obs,)),
-             "recurrent_inference": (model.recurrent_inference, (latent, action)),
-             "represent_fwd_bwd": (jax.grad(lambda p, o: jnp.sum(model.represent(p, o).latent)), (obs,))}
-    out["units_mflop_per_sample"] = {name: xla_cost(fn, (astate.train.params, *a), unroll_loops=False)["flops"] / batch / 1e6
-                                     for name, (fn, a) in units.items()}
     out["shapes"] = {"batch": cfg.replay.batch_size, "unroll_steps": cfg.learner.unroll_steps,
                      "observation": list(spec.observation_shape), "num_actions": spec.num_actions, "simulations": sims,
                      "search": cfg.planner.search}

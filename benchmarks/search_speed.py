@@ -10,8 +10,7 @@ why: ``benchmarks/README.md``.
     python benchmarks/search_speed.py --quick    # ~2 minutes on a 2-core CPU
     python benchmarks/search_speed.py --full     # everything, however slow (for a GPU)
 
-Without ``--full`` a batch size is skipped (and listed in the JSON) when its time per
-call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s`` (30 s).
+Without ``--full`` a batch size predicted slower than ``--max-call-s`` per call is skipped.
 Writes ``benchmarks/results/search_speed_<backend>.json`` and prints a table.
 """
 
