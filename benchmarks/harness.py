@@ -16,6 +16,7 @@ import re
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -32,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "mctx", "numpy", "ale-py")
+
+# The speed benchmarks donate the agent state and replay as training does; buffers that XLA cannot
+# reuse (some, on a CPU) would warn on every call of the donating programs.
+warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
 
 def _proc_field(path: str, key: str) -> str | None:

@@ -101,8 +101,7 @@ def _checkpoints(run_dir: str) -> list[int]:
 
 
 def _window_max(samples: list[dict], t0: float, t1: float) -> dict:
-    inside = [s for s in samples if t0 <= s["t"] <= t1]
-    return max(inside, key=lambda s: s["rss_kb"])
+    return max((s for s in samples if t0 <= s["t"] <= t1), key=lambda s: s["rss_kb"])
 
 
 def soak(preset: str, spec: dict, run_dir: str, interval: float, window_s: float) -> dict:

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
@@ -131,8 +131,8 @@ class Plan:
     state: str
 
 
-def run_state(run_dir: Path, cfg) -> str:
-    """``new``, ``resume`` or ``finished``; ValueError (one line) when ``run_dir`` holds a run of
+def run_state(run_dir: Path, cfg, refuse: Callable[[str], NoReturn]) -> str:
+    """``new``, ``resume`` or ``finished``; ``refuse`` (one line) when ``run_dir`` holds a run of
     another budget or config than ``cfg``."""
     from dreamer.config import config_differences, to_dict
 
@@ -142,17 +142,17 @@ def run_state(run_dir: Path, cfg) -> str:
     try:
         old = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root") from None
+        refuse(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root")
     budget, old_budget = cfg.loop.env_steps, old.get("loop", {}).get("env_steps")
     if old_budget != budget:
-        raise ValueError(f"{run_dir} holds a run of {old_budget} env steps, not {budget}: "
-                         f"remove it or choose another --run-root")
+        refuse(f"{run_dir} holds a run of {old_budget} env steps, not {budget}: "
+               f"remove it or choose another --run-root")
     differ = config_differences(old, json.loads(json.dumps(to_dict(cfg))), IGNORED_DIFFERENCES)  # tuples as lists
     if differ:
         k, was, asked = differ[0]
-        raise ValueError(f"{run_dir} holds a run of another config ({k}: {was!r}, asked {asked!r}"
-                         + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
-                         + "): remove it or choose another --run-root")
+        refuse(f"{run_dir} holds a run of another config ({k}: {was!r}, asked {asked!r}"
+               + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
+               + "): remove it or choose another --run-root")
     return "finished" if _env_steps(run_dir) >= budget else "resume"
 
 
@@ -217,10 +217,7 @@ def parse(argv: list[str]):
                           *(["--steps", str(args.steps)] if args.steps is not None else []), *args.extra]
             cfg, _ = parse_config(train_argv, PROG, "")  # bad flags after -- end here, one line
             run_dir = args.run_root / args.preset / game / f"seed_{seed}"
-            try:
-                plans.append(Plan(game, seed, train_argv, cfg, run_dir, run_state(run_dir, cfg)))
-            except ValueError as e:
-                parser.error(str(e))
+            plans.append(Plan(game, seed, train_argv, cfg, run_dir, run_state(run_dir, cfg, parser.error)))
     return args, plans
 
 
@@ -444,9 +441,7 @@ TABLE_HEADER = ["game", "final return per seed", "mean [95% CI, bootstrap]", "ra
 
 
 def table_row(game: str, summary: dict) -> list[str]:
-    lo_hi = summary["mean_ci95"]
-    walls = summary["wall_clock_min"]
-    wall_text = " / ".join(num(w) for w in walls) + f" ({summary['seeds_within_wall_target']}/{len(walls)})"
+    lo_hi, walls = summary["mean_ci95"], summary["wall_clock_min"]
     return [
         game + (" *" if summary["protocol_issues"] else ""),
         " / ".join(num(x) for x in summary["final_returns"]) or "—",
@@ -456,7 +451,7 @@ def table_row(game: str, summary: dict) -> list[str]:
         _yes(summary["reaches_dqn_0.5M"]), _yes(summary["reaches_dqn_5M"]),
         (_yes(summary["every_seed_beats_random"])
          + f" ({sum(p['beats_random'] for p in summary['vs_random'])}/{len(summary['vs_random'])})"),
-        wall_text,
+        " / ".join(num(w) for w in walls) + f" ({summary['seeds_within_wall_target']}/{len(walls)})",
     ]
 
 

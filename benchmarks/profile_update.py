@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -56,8 +55,6 @@ LABELS = {
     "update": "whole update (Learner.update)",
 }
 DONATED = ("apply", "update")  # (state, replay, ...) -> (state, replay, ...), donated as in training
-
-warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
 
 def stage_functions(learner: Learner) -> dict[str, Callable]:

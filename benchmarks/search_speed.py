@@ -127,12 +127,11 @@ def throughput(models, batches, *, max_call_s: float | None, reps: tuple[int, in
                 obs = observations(spec, batch)
                 compiled, compile_s = compile_timed(jitted, params, jax.random.PRNGKey(0), obs)
                 stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
-                row = {"model": name, "search": search, "simulations": sims, "batch": batch, "compile_s": compile_s, **stats}
-                row["searches_per_s"] = batch / row["median_s"]
-                row["simulations_per_s"] = batch * sims / row["median_s"]
-                rows.append(row)
-                last = row
-                log(format_row(row))
+                last = {"model": name, "search": search, "simulations": sims, "batch": batch, "compile_s": compile_s,
+                        **stats, "searches_per_s": batch / stats["median_s"],
+                        "simulations_per_s": batch * sims / stats["median_s"]}
+                rows.append(last)
+                log(format_row(last))
     return rows, skipped
 
 

@@ -25,7 +25,6 @@ import itertools
 import math
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import jax
@@ -47,9 +46,6 @@ from dreamer.losses import loss_fn
 PRESETS = ("atari100k", "atari100k-gumbel")
 FULL_RUN_AGENT_STEPS = 100_000
 PROGRAMS = ("act", "observe", "train")  # jax's names of the run's jitted functions
-
-# Donated buffers that XLA cannot reuse (some, on a CPU) warn on every call of the donating programs.
-warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
 
 def first_and_steady(call, reps: tuple) -> dict:

@@ -77,21 +77,15 @@ def reference_csv_path(path: str | os.PathLike | None = None) -> Path:
 
 def load_reference(path: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
     """game -> {"random", "human", <method columns>, "actions"} as floats (actions int)."""
-    rows: dict[str, dict[str, float]] = {}
     with open(reference_csv_path(path), newline="") as f:
-        for row in csv.DictReader(f):
-            game = row.pop("game")
-            rows[game] = {k: (int(v) if k == "actions" else float(v)) for k, v in row.items()}
-    return rows
+        return {row["game"]: {k: int(v) if k == "actions" else float(v) for k, v in row.items() if k != "game"}
+                for row in csv.DictReader(f)}
 
 
 def canonical_game(name: str, reference: Mapping[str, Any]) -> str | None:
     """Map any spelling ("ms_pacman", "ALE/MsPacman-v5") to the csv's game name."""
-    name = str(name).split("/")[-1]
-    name = re.sub(r"-v\d+$", "", name)
-    name = re.sub(r"(NoFrameskip|Deterministic)$", "", name)
-    by_key = {_squash(g): g for g in reference}
-    return by_key.get(_squash(name))
+    name = re.sub(r"(NoFrameskip|Deterministic)?(-v\d+)?$", "", str(name).split("/")[-1])
+    return {_squash(g): g for g in reference}.get(_squash(name))
 
 
 def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> list[dict]:
@@ -112,11 +106,10 @@ def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> 
         if game is None:
             warnings.warn(f"skipping {path}: unknown game {record.get('game')!r}")
             continue
-        returns = record.get("episode_returns")
         mean_return = record.get("mean_return")
-        if mean_return is None and returns:
-            mean_return = float(np.mean(returns))
-        if mean_return is None or not np.isfinite(float(mean_return)):
+        if mean_return is None:  # an eval.json written by hand may give the returns alone
+            mean_return = np.mean(record.get("episode_returns") or [np.nan])
+        if not np.isfinite(float(mean_return)):
             warnings.warn(f"skipping {path}: no mean_return / episode_returns")
             continue
         seed = record.get("seed")
@@ -303,8 +296,7 @@ def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
     """HNS per game: ours (mean over seeds, seeds as dots) beside EfficientZero."""
     games = list(summary["games"])
     ez = [summary["games"][g].get("efficientzero_hns", np.nan) for g in games]
-    ours = [summary["games"][g]["ours"]["hns"] if "ours" in summary["games"][g] else np.nan
-            for g in games]
+    ours = [summary["games"][g].get("ours", {}).get("hns", np.nan) for g in games]
     x = np.arange(len(games))
     fig = Figure(figsize=(max(8, 0.5 * len(games) + 2), 4.5), layout="tight")
     ax = fig.subplots()
