@@ -78,9 +78,6 @@ def device_tag() -> str:
     return kind or dev.platform
 
 
-# ----------------------------------------------------------------------------- timing
-
-
 def compile_timed(jitted, *args):
     """``jitted.lower(*args).compile()`` and the seconds it took (trace, lower, compile)."""
     t0 = time.perf_counter()
@@ -153,9 +150,6 @@ class CompileLog:
         return [name for t, kind, name, _ in self.events if kind == "backend_compile" and t0 <= t <= t1]
 
 
-# ----------------------------------------------------------------------------- results
-
-
 def write_result(path: str | os.PathLike, record: dict, table: tuple[Sequence[str], Sequence] | None = None) -> Path:
     """Prints ``table`` (header, rows) as markdown, then writes ``record`` as JSON to ``path``
     with ``commit``, ``date`` (UTC) and ``machine`` filled in where the record lacks them and
@@ -189,9 +183,6 @@ class Parser(argparse.ArgumentParser):
         except OSError as e:
             self.error(f"cannot write {path}: {e.strerror or e}")
         return path
-
-
-# ----------------------------------------------------------------------------- training runs and policies
 
 
 def run_train(cmd: Sequence[str], run_dir: str | os.PathLike) -> tuple[int, float, str]:
@@ -233,9 +224,6 @@ def uniform_random_policy(num_actions: int) -> Callable:
         return ActOutput(action, jnp.full((obs.shape[0], num_actions), 1.0 / num_actions), zeros, zeros)
 
     return policy
-
-
-# ----------------------------------------------------------------------------- configs, params, replay
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:

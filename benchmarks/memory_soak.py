@@ -52,9 +52,6 @@ SOAKS = {
 }
 
 
-# ----------------------------------------------------------------------------- the process and its run
-
-
 def _memory(proc: psutil.Process) -> dict | None:
     """RSS (kB) of the process and of its descendants, how many descendants, and the process's
     threads; None once it has exited (a zombie's RSS reads 0)."""
@@ -95,9 +92,6 @@ def _checkpoints(run_dir: str) -> list[int]:
         return sorted(int(n) for n in os.listdir(os.path.join(run_dir, "checkpoints")) if n.isdigit())
     except FileNotFoundError:
         return []
-
-
-# ----------------------------------------------------------------------------- one soak
 
 
 def _window_max(samples: list[dict], t0: float, t1: float) -> dict:

@@ -116,9 +116,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-# ----------------------------------------------------------------------------- command line
-
-
 @dataclasses.dataclass
 class Plan:
     """One seed to report: its train.py arguments and config, directory and state (new, resume or finished)."""
@@ -221,9 +218,6 @@ def parse(argv: list[str]):
     return args, plans
 
 
-# ----------------------------------------------------------------------------- training
-
-
 def train_seed(plan: Plan) -> None:
     """Launches (or relaunches) train.py on the seed's run directory and records the launch;
     exits with train.py's code and its error line if it fails."""
@@ -277,9 +271,6 @@ def seed_result(plan: Plan) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- random policy
-
-
 def random_protocol(cfg) -> dict:
     """What the random row depends on: the evaluation envs' config, games and seeds."""
     from agents.loop import EVAL_SEED_OFFSET
@@ -315,9 +306,6 @@ def compute_random(cfg, protocol: dict) -> dict:
         "seconds": round(time.time() - t0, 1),
         "computed": _now(),
     }
-
-
-# ----------------------------------------------------------------------------- statistics
 
 
 def mean_ci_bootstrap(scores: Sequence[float], reps: int = BOOTSTRAP_REPS) -> list[float]:
@@ -420,9 +408,6 @@ def must_show(summaries: dict[str, dict]) -> dict:
         out[verdict] = {"count": count, "of": len(complete), "needed": needed, "met": count >= needed if decided else None}
     out["all_met"] = all(out[v]["met"] for v in MUST_SHOW) if decided else None
     return out
-
-
-# ----------------------------------------------------------------------------- output
 
 
 def _ref(game: str, key: str) -> str:

@@ -103,10 +103,6 @@ def stage_arguments(call: Callable, state, replay, key, beta) -> dict[str, tuple
     return args
 
 
-# ---------------------------------------------------------------------------------------
-# Cost analysis with loops counted
-
-
 @contextlib.contextmanager
 def loops_unrolled(search_unroll: int):
     """At trace time: ``jax.lax.scan`` fully unrolled (the loss's unroll scan) and mctx's
@@ -203,10 +199,6 @@ def analyse(cfg: Config, spec, label: str) -> dict:
     return out
 
 
-# ---------------------------------------------------------------------------------------
-# Timing
-
-
 def time_stages(cfg: Config, spec, rounds: int, target_s: float) -> dict:
     model = make_model(cfg, spec)
     agent = make_agent(cfg, spec, model)
@@ -243,10 +235,6 @@ def time_stages(cfg: Config, spec, rounds: int, target_s: float) -> dict:
     print(f"  timing: median ms over {done} round-robin rounds", flush=True)
     return {name: {"ms": 1e3 * time_stats(t)["median_s"], "first_call_s": first[name], **time_stats(t)}
             for name, t in times.items()}
-
-
-# ---------------------------------------------------------------------------------------
-# One preset
 
 
 def sweep_roots(cfg: Config, updates: int) -> int:

@@ -52,10 +52,6 @@ MODELS = {
 }
 
 
-# ---------------------------------------------------------------------------------------
-# Helpers
-
-
 def build(spec: ModelSpec, seed: int = 0):
     model = EfficientZeroModel(spec.network, spec.observation_shape, spec.num_actions, jnp.dtype(spec.observation_dtype))
     return model, jax.jit(model.init)(jax.random.PRNGKey(seed))
@@ -102,10 +98,6 @@ def measure(compiled, params, obs, *, min_reps: int, max_reps: int, target_s: fl
     stats = time_calls(call, min_reps=min_reps, max_reps=max_reps, target_s=target_s, warmup=True)
     depth = tree_depths(np.asarray(last["out"][3]))
     return {**stats, "tree_depth_max": int(depth.max()), "tree_depth_mean": float(depth.mean())}
-
-
-# ---------------------------------------------------------------------------------------
-# The two sections
 
 
 def throughput(models, batches, *, max_call_s: float | None, reps: tuple[int, int, float], log) -> tuple[list, list]:
@@ -157,10 +149,6 @@ def deep_chain(model_name: str, batch: int, sims_list, depths, *, reps: tuple[in
             log(f"  {label:24} {search:6} sims {sims:4d} max_depth {str(max_depth):>4}: depth max "
                 f"{stats['tree_depth_max']:4d} mean {stats['tree_depth_mean']:6.1f}  {1e3 * stats['median_s']:8.1f} ms/call")
     return rows
-
-
-# ---------------------------------------------------------------------------------------
-# Reporting
 
 
 HEADER = (f"{'model':5} {'search':6} {'sims':>4} {'batch':>6} {'compile s':>9} {'ms / call':>12} {'searches/s':>11} "

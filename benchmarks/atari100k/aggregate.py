@@ -60,9 +60,6 @@ PUBLISHED_AGGREGATES: dict[str, dict[str, float]] = {
 DISPLAY = {**REFERENCE_METHODS, "efficientzero_v2": "EfficientZero V2", "ours": "Ours"}
 
 
-# ----------------------------------------------------------------------------- io
-
-
 def _squash(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
@@ -130,9 +127,6 @@ def read_learning_curve(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     return series(Run(str(path), read_records(str(path)), None), "eval/return_mean", "env_steps")
 
 
-# ---------------------------------------------------------------------- statistics
-
-
 def human_normalized(score, random: float, human: float):
     """HNS = (score - random) / (human - random)."""
     return (np.asarray(score, dtype=np.float64) - random) / (human - random)
@@ -189,9 +183,6 @@ def reference_aggregates(reference, method: str, games: Iterable[str] | None = N
     """mean / median / IQM HNS of a reference method's per-game scores."""
     return aggregate_scores([[human_normalized(reference[g][method], reference[g]["random"], reference[g]["human"])]
                              for g in (reference if games is None else games)])
-
-
-# ---------------------------------------------------------------------- summaries
 
 
 def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, float]],
@@ -289,9 +280,6 @@ def format_tables(summary: Mapping) -> str:
     return "\n".join(lines)
 
 
-# ---------------------------------------------------------------------------- plots
-
-
 def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
     """HNS per game: ours (mean over seeds, seeds as dots) beside EfficientZero."""
     games = list(summary["games"])
@@ -378,9 +366,6 @@ def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str 
         ax.axis("off")
     fig.savefig(path, dpi=110)
     return Path(path)
-
-
-# ------------------------------------------------------------------------------ cli
 
 
 def run(runs_dir=DEFAULT_RUNS, out_dir=DEFAULT_OUT, reference_path=None, reps: int = 2000,
