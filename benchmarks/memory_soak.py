@@ -310,7 +310,7 @@ def main(argv=None) -> int:
                      f"steady_growth_pct = (final - steady) / steady < {GROWTH_LIMIT_PCT}%",
         "rss": "RSS of the train.py process (psutil: /proc/<pid>/statm) plus the RSS of its descendants, "
                f"sampled every {args.interval} s",
-        "definitions": "benchmarks/memory_soak.py's docstring and benchmarks/README.md, 'Memory soak'",
+        "definitions": "benchmarks/README.md, 'Memory soak'",
         "env_steps_source": "last record of metrics.jsonl (--loop.log_every_s 0.5)",
         "runs": rows,
         "all_pass": all(r["pass"] for r in rows),
