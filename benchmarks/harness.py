@@ -16,6 +16,7 @@ import re
 import subprocess
 import tempfile
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -23,6 +24,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from benchmarks.tables import markdown_table
 from dreamer.agent import ActOutput, Transition
 from dreamer.config import Config, from_dict, to_dict
 from dreamer.logger import git_commit  # noqa: F401  (the one commit helper, re-exported)
@@ -31,6 +33,10 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
 PACKAGES = ("jax", "jaxlib", "flax", "optax", "mctx", "numpy", "ale-py")
+
+# The speed benchmarks donate the agent state and replay as training does; buffers that XLA cannot
+# reuse (some, on a CPU) would warn on every call of the donating programs.
+warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
 
 def _proc_field(path: str, key: str) -> str | None:
@@ -70,9 +76,6 @@ def device_tag() -> str:
         return "cpu"
     kind = re.sub(r"[^a-z0-9]+", "_", str(getattr(dev, "device_kind", dev.platform)).lower()).strip("_")
     return kind or dev.platform
-
-
-# ----------------------------------------------------------------------------- timing
 
 
 def compile_timed(jitted, *args):
@@ -147,21 +150,6 @@ class CompileLog:
         return [name for t, kind, name, _ in self.events if kind == "backend_compile" and t0 <= t <= t1]
 
 
-# ----------------------------------------------------------------------------- results
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
-    """A markdown table of ``str(cell)``: the first column left-aligned, the others right-aligned."""
-    cells = [[str(c) for c in r] for r in (header, *rows)]
-    widths = [max(3, *(len(r[i]) for r in cells)) for i in range(len(header))]
-
-    def line(r):
-        return "| " + " | ".join(c.rjust(w) if i else c.ljust(w) for i, (c, w) in enumerate(zip(r, widths))) + " |"
-
-    rule = "| " + " | ".join("-" * (w - 1) + ":" if i else "-" * w for i, w in enumerate(widths)) + " |"
-    return "\n".join([line(cells[0]), rule, *map(line, cells[1:])])
-
-
 def write_result(path: str | os.PathLike, record: dict, table: tuple[Sequence[str], Sequence] | None = None) -> Path:
     """Prints ``table`` (header, rows) as markdown, then writes ``record`` as JSON to ``path``
     with ``commit``, ``date`` (UTC) and ``machine`` filled in where the record lacks them and
@@ -195,9 +183,6 @@ class Parser(argparse.ArgumentParser):
         except OSError as e:
             self.error(f"cannot write {path}: {e.strerror or e}")
         return path
-
-
-# ----------------------------------------------------------------------------- training runs and policies
 
 
 def run_train(cmd: Sequence[str], run_dir: str | os.PathLike) -> tuple[int, float, str]:
@@ -239,9 +224,6 @@ def uniform_random_policy(num_actions: int) -> Callable:
         return ActOutput(action, jnp.full((obs.shape[0], num_actions), 1.0 / num_actions), zeros, zeros)
 
     return policy
-
-
-# ----------------------------------------------------------------------------- configs, params, replay
 
 
 def apply_overrides(cfg: Config, overrides: dict[str, Any]) -> Config:

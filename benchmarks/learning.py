@@ -5,21 +5,10 @@
     python benchmarks/learning.py --preset atari-debug --env RoadRunner --seeds 0 --steps 8000 --vs-random \\
         -- --planner.num_simulations 8 --loop.replay_ratio 0.5               # flags after -- go to train.py
 
-Each seed runs ``scripts/train.py`` in a fresh process (so every seed pays its own
-start-up and compiles) in its own run directory under ``--run-root``, which must not hold
-runs already (train.py would resume them). From the run's ``metrics.jsonl`` and
-``summary.json`` it reports per seed the final and best evaluation return and, with
-``--threshold``, the env steps and wall-clock *from process launch* (start-up and every
-compile included) at which the evaluation mean first reached it.
-
-``--vs-random`` then plays ``--episodes`` evaluation games with each seed's trained agent and
-as many with a uniformly random policy on identical envs (:func:`versus_random`), and reports
-both means, a 95% interval on their difference and, for games with FIRE actions, the share of
-the agent's actions that press FIRE (a greedy agent that never fires never launches the ball
-in Breakout).
-
-Prints a table and writes ``benchmarks/results/learning_<preset>_<env>.json`` (machine and
-commit included) and the evaluation curves beside it as a PNG (``agents.plots``).
+Each seed runs ``scripts/train.py`` in a fresh process (:func:`run_seed`), ``--vs-random`` then
+pits each trained agent against a uniformly random policy (:func:`versus_random`). Prints a table
+and writes ``benchmarks/results/learning_<preset>_<env>.json`` and the evaluation curves beside it
+as a PNG. What it reports and how: ``benchmarks/README.md``, "learning".
 """
 
 from __future__ import annotations

@@ -2,12 +2,9 @@
 """Memory soak: resident memory of a training run that goes well past replay capacity.
 
 Runs ``scripts/train.py`` once per preset in a fresh process, the replay capacity shrunk
-(:data:`SOAKS`) so the run covers several times the capacity in a few minutes, evaluation,
-checkpoints, metric logging and TensorBoard on as in a real run, and samples the RSS of the
-process and its descendants every ``--interval`` seconds. Growth compares windowed peaks at a
-baseline (buffer full, a post-full evaluation and checkpoint done) and at the end of the loop,
-and again from the last release of heap after the baseline (:func:`analyse`); PASS if both are
-under 5%. The definitions and why they are what they are: ``benchmarks/README.md``, "Memory soak".
+(:data:`SOAKS`), samples the RSS of the process and its descendants every ``--interval``
+seconds, and compares windowed peaks after the buffer filled and at the end of the loop
+(:func:`analyse`). The definitions and why: ``benchmarks/README.md``, "Memory soak".
 
     python benchmarks/memory_soak.py                          # both presets: ~6 min on an idle 2-core CPU, ~16 loaded
     python benchmarks/memory_soak.py --presets cartpole --scale 3
@@ -17,7 +14,7 @@ Writes ``benchmarks/results/memory_soak_<tag>.json`` and ``memory_soak_<preset>.
 
 from __future__ import annotations
 
-import glob
+import contextlib
 import json
 import os
 import subprocess
@@ -27,6 +24,7 @@ import threading
 import time
 
 import numpy as np
+import psutil
 
 from benchmarks.harness import RESULTS, ROOT, Parser, write_result
 
@@ -54,54 +52,37 @@ SOAKS = {
 }
 
 
-# ----------------------------------------------------------------------------- /proc
-
-
-def _status(pid: int) -> dict:
-    out = {}
+def _memory(proc: psutil.Process) -> dict | None:
+    """RSS (kB) of the process and of its descendants, how many descendants, and the process's
+    threads; None once it has exited (a zombie's RSS reads 0)."""
     try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                key, _, value = line.partition(":")
-                if key in ("VmRSS", "VmHWM", "Threads", "RssAnon", "RssFile"):
-                    out[key] = int(value.split()[0])  # kB (Threads: a count)
-    except (FileNotFoundError, ProcessLookupError, PermissionError):
-        return {}
-    return out
+        main, threads, kids = proc.memory_info().rss // 1024, proc.num_threads(), proc.children(recursive=True)
+    except psutil.Error:
+        return None
+    kid_rss = 0
+    for kid in kids:
+        with contextlib.suppress(psutil.Error):  # a descendant that ended since
+            kid_rss += kid.memory_info().rss // 1024
+    if not main:
+        return None
+    return {"rss_kb": main + kid_rss, "rss_main_kb": main, "rss_children_kb": kid_rss, "children": len(kids),
+            "threads": threads}
 
 
-def _descendants(pid: int) -> list[int]:
-    found, todo = [], [pid]
-    while todo:
-        for path in glob.glob(f"/proc/{todo.pop()}/task/*/children"):
-            try:
-                with open(path) as f:
-                    kids = [int(x) for x in f.read().split()]
-            except (FileNotFoundError, ProcessLookupError):  # the task ended since the glob
-                continue
-            found.extend(kids)
-            todo.extend(kids)
-    return found
-
-
-def _last_env_steps(path: str, state: dict) -> None:
-    """Reads the records appended to metrics.jsonl since the last call into ``state``."""
+def _read_progress(path: str, state: dict) -> None:
+    """Reads the whole records appended to metrics.jsonl since the last call into ``state``: the
+    env steps of the last one and of every evaluation."""
     try:
-        with open(path) as f:
-            f.seek(state.get("offset", 0))
+        with open(path, "rb") as f:
+            f.seek(state["offset"])
             chunk = f.read()
     except FileNotFoundError:
         return
-    complete = chunk[: chunk.rfind("\n") + 1]
-    state["offset"] = state.get("offset", 0) + len(complete.encode())
-    for line in complete.splitlines():
-        try:
-            rec = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        state["env_steps"] = rec["env_steps"]
-        if "eval/return_mean" in rec:
-            state.setdefault("evals", []).append(rec["env_steps"])
+    complete = chunk[: chunk.rfind(b"\n") + 1]
+    state["offset"] += len(complete)
+    for record in map(json.loads, complete.splitlines()):
+        state["env_steps"] = record["env_steps"]
+        state["evals"] += [record["env_steps"]] if "eval/return_mean" in record else []
 
 
 def _checkpoints(run_dir: str) -> list[int]:
@@ -113,16 +94,11 @@ def _checkpoints(run_dir: str) -> list[int]:
         return []
 
 
-# ----------------------------------------------------------------------------- one soak
-
-
 def _window_max(samples: list[dict], t0: float, t1: float) -> dict:
-    inside = [s for s in samples if t0 <= s["t"] <= t1]
-    return max(inside, key=lambda s: s["rss_kb"])
+    return max((s for s in samples if t0 <= s["t"] <= t1), key=lambda s: s["rss_kb"])
 
 
-def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: bool, tensorboard: bool,
-         window_s: float) -> dict:
+def soak(preset: str, spec: dict, run_dir: str, interval: float, window_s: float) -> dict:
     """Runs train.py for ``preset``, sampling its memory, and returns :func:`analyse`'s row."""
     cmd = [
         sys.executable, os.path.join(ROOT, "scripts", "train.py"),
@@ -131,13 +107,13 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
         "--loop.eval_every", str(spec["eval_every"]),
         "--loop.log_every_s", "0.5",
         "--loop.checkpoint_every_s", str(spec["checkpoint_every_s"]),
-    ] + ([] if tensorboard else ["--no-tensorboard"])
-    env = {**os.environ, **({"JAX_LOG_COMPILES": "1"} if log_compiles else {})}
+    ]
     full_at = (spec["capacity"] // spec["num_envs"]) * spec["num_envs"]
 
     start = time.time()
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
-    metrics_state: dict = {"env_steps": 0}
+    proc = psutil.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT,
+                        env={**os.environ, "JAX_LOG_COMPILES": "1"})
+    progress = {"offset": 0, "env_steps": 0, "evals": []}
     lines: list[tuple[float, str]] = []
 
     def reader():
@@ -149,18 +125,12 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
     samples = []
     metrics_path = os.path.join(run_dir, "metrics.jsonl")
     while proc.poll() is None:
-        st = _status(proc.pid)
-        if "VmRSS" in st:  # a process that has exited (zombie) has no VmRSS line
-            kids = _descendants(proc.pid)
-            kid_rss = sum(_status(k).get("VmRSS", 0) for k in kids)
-            _last_env_steps(metrics_path, metrics_state)
-            samples.append({
-                "t": round(time.time() - start, 3), "env_steps": metrics_state["env_steps"],
-                "rss_kb": st["VmRSS"] + kid_rss, "rss_main_kb": st["VmRSS"], "rss_anon_kb": st.get("RssAnon", 0),
-                "rss_file_kb": st.get("RssFile", 0), "rss_children_kb": kid_rss, "children": len(kids),
-                "threads": st.get("Threads", 0), "checkpoints": _checkpoints(run_dir),
-                "post_full_eval": any(e >= full_at for e in metrics_state.get("evals", [])),
-            })
+        memory = _memory(proc)
+        if memory is not None:
+            _read_progress(metrics_path, progress)
+            samples.append({"t": round(time.time() - start, 3), "env_steps": progress["env_steps"], **memory,
+                            "checkpoints": _checkpoints(run_dir),
+                            "post_full_eval": any(e >= full_at for e in progress["evals"])})
         time.sleep(interval)
     thread.join(timeout=10)
     wall = time.time() - start
@@ -169,16 +139,15 @@ def soak(preset: str, spec: dict, run_dir: str, interval: float, log_compiles: b
     if proc.returncode != 0:
         tail = "\n".join(line for _, line in lines[-60:])
         raise RuntimeError(f"{preset}: train.py exited with {proc.returncode}:\n{tail}")
-    _last_env_steps(metrics_path, metrics_state)
+    _read_progress(metrics_path, progress)
     with open(os.path.join(run_dir, "summary.json")) as f:
         summary = json.load(f)
     row = analyse(samples, lines, full_at, spec["steps"], window_s)
-    prefix = "JAX_LOG_COMPILES=1 " if log_compiles else ""
     return {
-        "preset": preset, "command": prefix + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
+        "preset": preset, "command": "JAX_LOG_COMPILES=1 " + " ".join(["python", *cmd[1:]]).replace(f"{ROOT}/", ""),
         "replay_capacity": spec["capacity"], "num_envs": spec["num_envs"], "env_steps": summary["env_steps"],
         "capacity_multiple": round(summary["env_steps"] / full_at, 2), "updates": summary["updates"],
-        "evaluations": summary["evaluations"], "eval_env_steps": metrics_state.get("evals", []),
+        "evaluations": summary["evaluations"], "eval_env_steps": progress["evals"],
         "process_wall_clock_s": round(wall, 1), **row,
     }
 
@@ -190,11 +159,8 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
     env steps whose buffer is full at ``full_at``. Raises ``RuntimeError`` when the run
     was too short to tell."""
     # The baseline: full buffer, a post-full evaluation finished, a post-full checkpoint committed.
-    base_i = next(
-        (i for i, s in enumerate(samples)
-         if s["env_steps"] >= full_at and s["post_full_eval"] and any(c >= full_at for c in s["checkpoints"])),
-        None,
-    )
+    base_i = next((i for i, s in enumerate(samples) if s["env_steps"] >= full_at and s["post_full_eval"]
+                   and any(c >= full_at for c in s["checkpoints"])), None)
     if base_i is None:
         raise RuntimeError("no sample after the buffer was full plus a post-full eval and checkpoint")
     base = samples[base_i]
@@ -212,7 +178,6 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
     peak = max(samples[base_i:], key=lambda s: s["rss_kb"])
     pct = lambda a, b: round(100.0 * (a["rss_kb"] - b["rss_kb"]) / b["rss_kb"], 2)  # noqa: E731
     growth = pct(final_w, base_w)
-    full_i = next((i for i, s in enumerate(samples) if s["env_steps"] >= full_at), None)
 
     # Least-squares slope of RSS (MiB) against env steps over the loop after the baseline, per 1,000 steps.
     xs = np.array([s["env_steps"] for s in in_loop], float)
@@ -245,16 +210,13 @@ def analyse(samples: list[dict], lines: list[tuple[float, str]], full_at: int, s
         "buffer_full_at_env_steps": full_at,
         "checkpoints_seen": sorted({c for s in samples for c in s["checkpoints"]}),
         "window_s": window_s,
-        "buffer_full_sample": point(samples[full_i]) if full_i is not None else None,
         "baseline_sample": point(base),
         "baseline": {**point(base_w), "window": [base["t"], round(base["t"] + window_s, 3)]},
         "loop_end_sample": point(loop_end),
         "final": {**point(final_w), "window": [round(loop_end["t"] - window_s, 3), loop_end["t"]]},
-        "last_sample": point(samples[-1]),
         "max_after_baseline": point(peak),
         "peak_rss_whole_run_mib": mib(max(s["rss_kb"] for s in samples)),
         "growth_pct": growth,
-        "max_growth_pct": pct(peak, base_w),
         "single_sample_growth_pct": pct(samples[-1], base),
         "steady": {**point(steady_w), "window": [steady_start, round(steady_start + window_s, 3)],
                    "after_release": bool(post)},
@@ -313,8 +275,6 @@ def main(argv=None) -> int:
     parser.add_argument("--presets", nargs="+", default=list(SOAKS), choices=list(SOAKS))
     parser.add_argument("--scale", type=float, default=1.0, help="multiply the default run lengths")
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between RSS samples")
-    parser.add_argument("--no-log-compiles", action="store_true", help="do not set JAX_LOG_COMPILES=1")
-    parser.add_argument("--no-tensorboard", action="store_true", help="run without TensorBoard writers")
     parser.add_argument("--out", default=str(RESULTS))
     parser.add_argument("--tag", default="cpu", help="suffix of the JSON file name")
     parser.add_argument("--keep-runs", default=None, help="keep run directories here")
@@ -329,17 +289,14 @@ def main(argv=None) -> int:
     for preset in args.presets:
         spec = dict(SOAKS[preset])
         spec["steps"] = int(round(spec["steps"] * args.scale / spec["num_envs"])) * spec["num_envs"]
-        row = soak(preset, spec, os.path.join(run_root, preset), args.interval, not args.no_log_compiles,
-                   not args.no_tensorboard, args.window_s)
+        row = soak(preset, spec, os.path.join(run_root, preset), args.interval, args.window_s)
         png = os.path.join(args.out, f"memory_soak_{preset}.png")
         plot(row, png)
         row["plot"] = os.path.relpath(png, ROOT)
         rows.append(row)
-        print(f"{preset}: baseline {row['baseline']['rss_mib']} MiB at {row['baseline']['env_steps']} steps, "
-              f"final {row['final']['rss_mib']} MiB at {row['final']['env_steps']}, growth {row['growth_pct']:+.2f}% "
-              f"({'PASS' if row['pass'] else 'FAIL'}); quarter peaks {row['quarter_peaks_mib']} MiB; "
-              f"releases {[(r['env_steps'], r['rss_mib_before'], r['rss_mib_after']) for r in row['releases']]}; "
-              f"{len(row['compiles_after_baseline'])} compiles after baseline", flush=True)
+        print(f"{preset}: growth {row['growth_pct']:+.2f}%, steady growth {row['steady_growth_pct']:+.2f}% "
+              f"({'PASS' if row['pass'] else 'FAIL'}); {len(row['releases'])} releases, "
+              f"{len(row['compiles_after_baseline'])} compiles after the baseline", flush=True)
 
     table = (["preset", "capacity", "steps", "full at", "baseline at", "baseline MiB", "final MiB", "max MiB", "growth",
               "steady", "MiB/1k steps", "result"],
@@ -351,12 +308,10 @@ def main(argv=None) -> int:
         "benchmark": "memory_soak",
         "criterion": f"pass: growth_pct = (final - baseline) / baseline < {GROWTH_LIMIT_PCT}% AND "
                      f"steady_growth_pct = (final - steady) / steady < {GROWTH_LIMIT_PCT}%",
-        "rss": "VmRSS of the train.py process from /proc/<pid>/status plus the VmRSS of its descendants, "
+        "rss": "RSS of the train.py process (psutil: /proc/<pid>/statm) plus the RSS of its descendants, "
                f"sampled every {args.interval} s",
-        "definitions": "benchmarks/memory_soak.py's docstring and benchmarks/README.md, 'Memory soak'",
+        "definitions": "benchmarks/README.md, 'Memory soak'",
         "env_steps_source": "last record of metrics.jsonl (--loop.log_every_s 0.5)",
-        "tensorboard": not args.no_tensorboard,
-        "log_compiles": not args.no_log_compiles,
         "runs": rows,
         "all_pass": all(r["pass"] for r in rows),
     }

@@ -7,21 +7,12 @@
     python benchmarks/minatar.py Breakout --steps 1024 --seeds 0 --run-root /tmp/runs --results-dir /tmp/res \\
         -- --loop.eval_every 512               # a smoke test; flags after -- go to scripts/train.py
 
-**Runs.** Each seed is one ``scripts/train.py --preset P --env MinAtar/<Game> --seed S`` process
-in ``<run-root>/<preset>/<Game>/seed_<S>`` (default run root ``benchmarks/minatar/runs``, git-ignored),
-the seeds one after another. The command is resumable: a seed whose run reached its budget is
-not trained again, an unfinished one is relaunched on its directory (train.py resumes it from its
-last checkpoint), a missing one is started. A directory holding a run of another budget or
-config (a retuned preset, other flags after ``--``) is refused before anything runs. Each
-launch (start, seconds from launch to exit, exit code, env steps before and after) is appended
-to ``launches.json`` in the run directory.
-
-**Per game** (``results/minatar_<Game>.json``; ``minatar_<preset>_<Game>.json`` for another
-preset): each seed's final greedy evaluation, learning curve and wall-clock from launch (summed
-over launches), a random-policy row computed once and kept while its protocol (:func:`random_protocol`)
-stays the same, the references and the summary; writing it also rewrites the table. What the
-columns, intervals and verdicts mean (:data:`STATISTICS`, :data:`MUST_SHOW`, :data:`NOTES`,
-:data:`REFERENCE_SOURCES`) and why: ``benchmarks/README.md``, "MinAtar-100k".
+Each seed is one ``scripts/train.py`` process in ``<run-root>/<preset>/<Game>/seed_<S>``, its
+launches logged in ``launches.json`` there. The command is resumable (a finished seed is not
+trained again, an unfinished one is relaunched and resumes from its checkpoint) and refuses a
+directory holding a run of another budget or config before anything runs. The runs, the JSONs,
+the statistics (:data:`STATISTICS`), the verdicts (:data:`MUST_SHOW`) and why:
+``benchmarks/README.md``, "MinAtar-100k".
 """
 
 from __future__ import annotations
@@ -32,15 +23,15 @@ import json
 import math
 import os
 import sys
-import textwrap
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, NoReturn, Sequence
 
 import numpy as np
 
 from agents.envs.minatar import GAMES, PREFIX
 from benchmarks.harness import RESULTS, ROOT, TRAIN_SCRIPT, Parser, run_train, uniform_random_policy, write_result
+from benchmarks.tables import num
 
 PROG = "minatar.py"
 BUDGET = 100_000  # env steps of the benchmark
@@ -125,9 +116,6 @@ def _now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-# ----------------------------------------------------------------------------- command line
-
-
 @dataclasses.dataclass
 class Plan:
     """One seed to report: its train.py arguments and config, directory and state (new, resume or finished)."""
@@ -140,30 +128,28 @@ class Plan:
     state: str
 
 
-def run_state(run_dir: Path, cfg) -> str:
-    """``new``, ``resume`` or ``finished``; ValueError (one line) when ``run_dir`` holds a run of
+def run_state(run_dir: Path, cfg, refuse: Callable[[str], NoReturn]) -> str:
+    """``new``, ``resume`` or ``finished``; ``refuse`` (one line) when ``run_dir`` holds a run of
     another budget or config than ``cfg``."""
-    from agents.plots import flatten
-    from dreamer.config import to_dict
+    from dreamer.config import config_differences, to_dict
 
     config_path = run_dir / "config.json"
     if not config_path.is_file():
         return "new"
     try:
-        old = flatten(json.loads(config_path.read_text()))
+        old = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as e:
-        raise ValueError(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root") from None
-    new = flatten(json.loads(json.dumps(to_dict(cfg))))  # tuples as the JSON's lists
-    budget = cfg.loop.env_steps
-    if old.get("loop.env_steps") != budget:
-        raise ValueError(f"{run_dir} holds a run of {old.get('loop.env_steps')} env steps, not {budget}: "
-                         f"remove it or choose another --run-root")
-    differ = sorted(k for k in set(old) | set(new) if k not in IGNORED_DIFFERENCES and old.get(k) != new.get(k))
+        refuse(f"{config_path} is unreadable ({e}): remove {run_dir} or choose another --run-root")
+    budget, old_budget = cfg.loop.env_steps, old.get("loop", {}).get("env_steps")
+    if old_budget != budget:
+        refuse(f"{run_dir} holds a run of {old_budget} env steps, not {budget}: "
+               f"remove it or choose another --run-root")
+    differ = config_differences(old, json.loads(json.dumps(to_dict(cfg))), IGNORED_DIFFERENCES)  # tuples as lists
     if differ:
-        k = differ[0]
-        raise ValueError(f"{run_dir} holds a run of another config ({k}: {old.get(k)!r}, asked {new.get(k)!r}"
-                         + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
-                         + "): remove it or choose another --run-root")
+        k, was, asked = differ[0]
+        refuse(f"{run_dir} holds a run of another config ({k}: {was!r}, asked {asked!r}"
+               + (f", and {len(differ) - 1} more" if len(differ) > 1 else "")
+               + "): remove it or choose another --run-root")
     return "finished" if _env_steps(run_dir) >= budget else "resume"
 
 
@@ -228,14 +214,8 @@ def parse(argv: list[str]):
                           *(["--steps", str(args.steps)] if args.steps is not None else []), *args.extra]
             cfg, _ = parse_config(train_argv, PROG, "")  # bad flags after -- end here, one line
             run_dir = args.run_root / args.preset / game / f"seed_{seed}"
-            try:
-                plans.append(Plan(game, seed, train_argv, cfg, run_dir, run_state(run_dir, cfg)))
-            except ValueError as e:
-                parser.error(str(e))
+            plans.append(Plan(game, seed, train_argv, cfg, run_dir, run_state(run_dir, cfg, parser.error)))
     return args, plans
-
-
-# ----------------------------------------------------------------------------- training
 
 
 def train_seed(plan: Plan) -> None:
@@ -245,18 +225,15 @@ def train_seed(plan: Plan) -> None:
            "--no-plot", *plan.argv]
     launches = _read_json(plan.run_dir / LAUNCHES) or []
     launch = {"started": _now(), "env_steps_before": _env_steps(plan.run_dir), "command": cmd[1:]}
-    t0 = time.time()
-    code, wall, error = None, None, ""
+    t0, code, error = time.time(), None, ""
     try:
-        code, wall, error = run_train(cmd, plan.run_dir)
+        code, _, error = run_train(cmd, plan.run_dir)
     finally:  # an interrupted launch is recorded too (exit code null), with the time it ran
-        wall = time.time() - t0 if wall is None else wall
-        launch.update(wall_s=round(wall, 1), exit_code=code, env_steps_after=_env_steps(plan.run_dir))
+        launch.update(wall_s=round(time.time() - t0, 1), exit_code=code, env_steps_after=_env_steps(plan.run_dir))
         plan.run_dir.mkdir(parents=True, exist_ok=True)
         (plan.run_dir / LAUNCHES).write_text(json.dumps([*launches, launch], indent=1) + "\n")
     if code != 0:
         print(f"{PROG}: {plan.game} seed {plan.seed}: {error}", file=sys.stderr)
-        raise SystemExit(code)
         raise SystemExit(code)
 
 
@@ -294,9 +271,6 @@ def seed_result(plan: Plan) -> dict:
     }
 
 
-# ----------------------------------------------------------------------------- random policy
-
-
 def random_protocol(cfg) -> dict:
     """What the random row depends on: the evaluation envs' config, games and seeds."""
     from agents.loop import EVAL_SEED_OFFSET
@@ -332,9 +306,6 @@ def compute_random(cfg, protocol: dict) -> dict:
         "seconds": round(time.time() - t0, 1),
         "computed": _now(),
     }
-
-
-# ----------------------------------------------------------------------------- statistics
 
 
 def mean_ci_bootstrap(scores: Sequence[float], reps: int = BOOTSTRAP_REPS) -> list[float]:
@@ -439,13 +410,6 @@ def must_show(summaries: dict[str, dict]) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- output
-
-
-def _num(x: float | None, digits: int = 1) -> str:
-    return "—" if x is None else f"{x:.{digits}f}"
-
-
 def _ref(game: str, key: str) -> str:
     value, span = REFERENCES[game][key], REFERENCE_RANGES.get(game, {}).get(key)
     if value is None:
@@ -462,19 +426,17 @@ TABLE_HEADER = ["game", "final return per seed", "mean [95% CI, bootstrap]", "ra
 
 
 def table_row(game: str, summary: dict) -> list[str]:
-    lo_hi = summary["mean_ci95"]
-    walls = summary["wall_clock_min"]
-    wall_text = " / ".join(_num(w) for w in walls) + f" ({summary['seeds_within_wall_target']}/{len(walls)})"
+    lo_hi, walls = summary["mean_ci95"], summary["wall_clock_min"]
     return [
         game + (" *" if summary["protocol_issues"] else ""),
-        " / ".join(_num(x) for x in summary["final_returns"]) or "—",
-        f"{_num(summary['mean'])} [{_num(lo_hi[0])}, {_num(lo_hi[1])}]" if lo_hi else "—",
-        _num(summary["random_mean"], 2),
+        " / ".join(num(x) for x in summary["final_returns"]) or "—",
+        f"{num(summary['mean'])} [{num(lo_hi[0])}, {num(lo_hi[1])}]" if lo_hi else "—",
+        num(summary["random_mean"], 2),
         _ref(game, "dqn_0.5M"), _ref(game, "dqn_5M"), _ref(game, "ppo_10M"),
         _yes(summary["reaches_dqn_0.5M"]), _yes(summary["reaches_dqn_5M"]),
         (_yes(summary["every_seed_beats_random"])
          + f" ({sum(p['beats_random'] for p in summary['vs_random'])}/{len(summary['vs_random'])})"),
-        wall_text,
+        " / ".join(num(w) for w in walls) + f" ({summary['seeds_within_wall_target']}/{len(walls)})",
     ]
 
 
@@ -495,15 +457,11 @@ def must_show_lines(verdicts: dict) -> list[str]:
 
 
 def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Path:
-    """Learning curves, one panel per game: the mean over seeds with its 95% bootstrap band
-    (seeds resampled jointly over the curve), each seed thin, the references and random as
-    horizontal lines. ``agents.plots.plot_runs`` draws one set of references on every panel,
-    hence this small figure of its own; it reuses that module's curve alignment."""
+    """Learning curves, one :func:`benchmarks.atari100k.aggregate.curve_panel` per game with its
+    own references and random as horizontal lines."""
     from matplotlib.figure import Figure
-    from matplotlib.ticker import StrMethodFormatter
 
-    from agents.plots import align
-    from benchmarks.atari100k.aggregate import interval_estimates
+    from benchmarks.atari100k.aggregate import curve_panel
 
     fig = Figure(figsize=(15, 8.6), layout="constrained")
     axes = fig.subplots(2, 3).ravel()
@@ -511,45 +469,18 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
     styles = {"dqn_0.5M": ("C1", "--"), "dqn_5M": ("C2", "-."), "ppo_10M": ("C3", ":")}
     for ax, game in zip(axes, GAMES):
         summary = summaries.get(game)
-        ax.set_title(game + (" (off protocol)" if summary and summary["protocol_issues"] else ""), fontsize=11)
-        ax.set_xlabel("env steps", fontsize=9)
-        ax.set_ylabel("greedy evaluation return", fontsize=9)
-        ax.tick_params(labelsize=8)
-        ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
-        ax.grid(alpha=0.3)
-        ax.set_xlim(0, budget * 1.02)
-        for key, (color, ls) in styles.items():
-            if REFERENCES[game][key] is not None:
-                ax.axhline(REFERENCES[game][key], color=color, ls=ls, lw=1.2,
-                           label=f"{REFERENCE_NAMES[key]} = {_ref(game, key)}")
-        if summary is None:
-            ax.text(0.5, 0.5, "no result yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
-        elif summary["random_mean"] is not None:
-            ax.axhline(summary["random_mean"], color="0.35", lw=1.0, label=f"random = {summary['random_mean']:.2f}")
+        lines = [(f"{REFERENCE_NAMES[key]} = {_ref(game, key)}", REFERENCES[game][key], *style)
+                 for key, style in styles.items() if REFERENCES[game][key] is not None]
+        if summary and summary["random_mean"] is not None:
+            lines.append((f"random = {summary['random_mean']:.2f}", summary["random_mean"], "0.35", "-"))
         curves = [(np.array([p[0] for p in s["curve"]], float), np.array([p[2] for p in s["curve"]], float))
                   for s in records.get(game, {}).get("seeds", []) if s.get("curve")]
-        n = len(curves)
-        if n == 1:
-            ax.plot(*curves[0], color="C0", lw=1.8, marker="o", ms=3, label="ours (1 seed)")
-        elif n > 1:
-            grid, values, how = align(curves)
-            for xs, ys in curves:
-                ax.plot(xs, ys, color="C0", lw=0.7, alpha=0.4)
-            if how != "none":
-                lo, hi = interval_estimates([values[:, None, :]], lambda x: x[:, 0, :].mean(axis=0), BOOTSTRAP_REPS)
-                ax.plot(grid, values.mean(axis=0), color="C0", lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
-                        label=f"ours: mean of {n} seeds, 95% CI")
-                ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0)
-        ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
-        ax.legend(fontsize=7, loc="upper left")
-    notes = axes[-1]
-    notes.axis("off")
-    text = ["Thin lines: single seeds. Bands: rliable bootstrap over seeds.",
-            "Horizontal lines: published scores at far more samples", "(DQN 5x and 50x, PPO 100x ours).", ""]
-    for note in NOTES[:2]:
-        text += [*textwrap.wrap(note, 62), ""]
-    notes.text(0.0, 1.0, "\n".join(text), va="top", ha="left", fontsize=8.5, color="0.25", transform=notes.transAxes)
-    fig.suptitle("MinAtar-100k: greedy evaluation return over training", fontsize=12)
+        title = game + (" (off protocol)" if summary and summary["protocol_issues"] else "")
+        curve_panel(ax, title, curves, lines, BOOTSTRAP_REPS)
+        ax.set_xlim(0, budget * 1.02)
+    axes[-1].axis("off")
+    fig.suptitle("MinAtar-100k: greedy evaluation return over training (thin: single seeds; band: rliable bootstrap "
+                 "over seeds; lines: published scores at 5x to 100x our samples)", fontsize=11)
     fig.savefig(out, dpi=120)
     return out
 
@@ -607,11 +538,6 @@ def run_game(game: str, plans: list[Plan], args) -> dict:
                   f"{budget:,} env steps; run the same command to resume", file=sys.stderr)
             raise SystemExit(1)
     seeds = [seed_result(plan) for plan in plans]
-    for s in seeds:
-        f = s["final_eval"]
-        print(f"{game} seed {s['seed']}: final eval "
-              + (f"{f['return_mean']:.2f} ± {f['return_std']:.2f} over {f['episodes']} games" if f else "missing")
-              + f", {_num(s['wall_clock_min'])} min from launch", flush=True)
     path = result_path(args.results_dir, args.preset, game)
     cached, protocol = (_read_json(path) or {}).get("random"), random_protocol(plans[0].cfg)
     random = cached if cached and cached.get("protocol") == protocol else compute_random(plans[0].cfg, protocol)
@@ -643,7 +569,7 @@ def run_game(game: str, plans: list[Plan], args) -> dict:
         v = next((p for p in summary["vs_random"] if p["seed"] == s["seed"]), None)
         rows.append([s["seed"], s["env_steps"], f"{f['return_mean']:.2f} ± {f['return_std']:.2f} ({f['episodes']})" if f else "—",
                      f"{v['difference']:+.2f} [{v['ci95'][0]:+.2f}, {v['ci95'][1]:+.2f}]" if v else "—",
-                     _yes(v["beats_random"]) if v else "—", _num(s["wall_clock_min"]), _yes(s["within_wall_target"]),
+                     _yes(v["beats_random"]) if v else "—", num(s["wall_clock_min"]), _yes(s["within_wall_target"]),
                      s["launches"]])
     write_result(path, record, (header, rows))
     return record

@@ -2,15 +2,10 @@
 
 For each preset (``atari100k``: pUCT 50 simulations; ``atari100k-gumbel``: Gumbel 16) one
 :class:`dreamer.learner.Learner` update is cut into its stages (:data:`STAGES`), each the
-learner's own method jitted alone with the real shapes, beside the whole ``Learner.update``.
-
-**FLOPs**: XLA's cost analysis needs shapes only, so the full-size presets are analysed on a
-CPU. XLA counts a loop body once, hence the loss's scan unrolled at trace time and the search
-costed per simulation (:func:`search_corrected`); the full run's FLOPs and their floors at an
-H100's peak rates are floors, not measurements (:func:`full_run`). **Times**: the library's
-programs, unpatched, on a replay of ``min_size`` random transitions, heads re-drawn at random,
-median of round-robin rounds (:func:`time_stages`). Details: ``benchmarks/README.md``,
-"Profile of the update".
+learner's own method jitted alone with the real shapes, beside the whole ``Learner.update``:
+XLA's FLOPs from shapes alone with every loop iteration counted (:func:`analyse`), their floors
+for a full run (:func:`full_run`), and times on a pre-filled replay (:func:`time_stages`). How
+and why: ``benchmarks/README.md``, "Profile of the update".
 
     python benchmarks/profile_update.py --scale            # full-size FLOPs + CPU timing at --scale, both presets
     python benchmarks/profile_update.py --scale --no-full  # only the scaled analysis and timing
@@ -27,7 +22,6 @@ import dataclasses
 import functools
 import math
 import time
-import warnings
 from pathlib import Path
 from typing import Any, Callable
 
@@ -38,8 +32,9 @@ import mctx
 import agents.envs
 from agents.efficientzero import make_agent, make_model
 from agents.efficientzero.presets import PRESETS as ALL_PRESETS, get_preset
-from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, markdown_table,
-                                randomize_heads, scale_overrides, time_stats, wall, write_result)
+from benchmarks.harness import (RESULTS, Parser, apply_overrides, device_tag, fill_replay, machine, randomize_heads,
+                                scale_overrides, time_stats, wall, write_result)
+from benchmarks.tables import markdown_table
 from dreamer.config import Config, to_dict
 from dreamer.learner import Learner
 from dreamer.planner import plan
@@ -60,8 +55,6 @@ LABELS = {
     "update": "whole update (Learner.update)",
 }
 DONATED = ("apply", "update")  # (state, replay, ...) -> (state, replay, ...), donated as in training
-
-warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
 
 def stage_functions(learner: Learner) -> dict[str, Callable]:
@@ -108,10 +101,6 @@ def stage_arguments(call: Callable, state, replay, key, beta) -> dict[str, tuple
     args["apply"] = (state, replay, grads, window, priorities)
     args["update"] = (state, replay)
     return args
-
-
-# ---------------------------------------------------------------------------------------
-# Cost analysis with loops counted
 
 
 @contextlib.contextmanager
@@ -166,8 +155,8 @@ def search_corrected(fn: Callable, args: tuple, sims: int) -> dict:
 
 
 def analyse(cfg: Config, spec, label: str) -> dict:
-    """XLA FLOPs and bytes of every stage, the whole update, one act call and the network's
-    pieces per sample, from shapes only."""
+    """XLA FLOPs and bytes of every stage, the whole update, one act call and one root of a
+    reanalysis sweep, from shapes only."""
     model = make_model(cfg, spec)
     agent = make_agent(cfg, spec, model)
     learner = Learner(model, cfg.learner, cfg.replay, cfg.planner)
@@ -204,23 +193,10 @@ def analyse(cfg: Config, spec, label: str) -> dict:
         out[name] = cost
         print(f"    {name:10} {cost['flops'] / 1e9:12.3f} GFLOP {cost['bytes'] / 1e9:10.3f} GB   "
               f"lower {cost['lower_s']:5.1f} s compile {cost['compile_s']:6.1f} s", flush=True)
-    batch = 64
-    obs = jax.ShapeDtypeStruct((batch, *spec.observation_shape), spec.frame_dtype)
-    latent = jax.eval_shape(model.represent, astate.train.params, obs)
-    action = jax.ShapeDtypeStruct((batch,), jnp.int32)
-    units = {"initial_inference": (model.initial_inference, (obs,)),
-             "recurrent_inference": (model.recurrent_inference, (latent, action)),
-             "represent_fwd_bwd": (jax.grad(lambda p, o: jnp.sum(model.represent(p, o).latent)), (obs,))}
-    out["units_mflop_per_sample"] = {name: xla_cost(fn, (astate.train.params, *a), unroll_loops=False)["flops"] / batch / 1e6
-                                     for name, (fn, a) in units.items()}
     out["shapes"] = {"batch": cfg.replay.batch_size, "unroll_steps": cfg.learner.unroll_steps,
                      "observation": list(spec.observation_shape), "num_actions": spec.num_actions, "simulations": sims,
                      "search": cfg.planner.search}
     return out
-
-
-# ---------------------------------------------------------------------------------------
-# Timing
 
 
 def time_stages(cfg: Config, spec, rounds: int, target_s: float) -> dict:
@@ -259,10 +235,6 @@ def time_stages(cfg: Config, spec, rounds: int, target_s: float) -> dict:
     print(f"  timing: median ms over {done} round-robin rounds", flush=True)
     return {name: {"ms": 1e3 * time_stats(t)["median_s"], "first_call_s": first[name], **time_stats(t)}
             for name, t in times.items()}
-
-
-# ---------------------------------------------------------------------------------------
-# One preset
 
 
 def sweep_roots(cfg: Config, updates: int) -> int:

@@ -2,17 +2,15 @@
 
 pUCT with 50 simulations (EfficientZero) and Gumbel with 16 (EfficientZero V2) on two
 :class:`dreamer.networks.EfficientZeroModel` with fresh parameters (:data:`MODELS`) at batch
-sizes 1 to 1536; compile time apart from the steady state. The deep-chain section measures
-pUCT under noisy values, as an untrained network's are: the search keeps descending one path
-and each simulation walks the whole chain, so it reports the deepest node and the time per
-search for several ``max_depth`` (:func:`deep_chain`). Setup and results: ``benchmarks/README.md``.
+sizes 1 to 1536; compile time apart from the steady state; then the depth and time of pUCT's
+trees under noisy values for several ``max_depth`` (:func:`deep_chain`). Setup, results and
+why: ``benchmarks/README.md``.
 
     python benchmarks/search_speed.py            # default: ~5 minutes on a 2-core CPU
     python benchmarks/search_speed.py --quick    # ~2 minutes on a 2-core CPU
     python benchmarks/search_speed.py --full     # everything, however slow (for a GPU)
 
-Without ``--full`` a batch size is skipped (and listed in the JSON) when its time per
-call, extrapolated linearly from the previous batch size, exceeds ``--max-call-s`` (30 s).
+Without ``--full`` a batch size predicted slower than ``--max-call-s`` per call is skipped.
 Writes ``benchmarks/results/search_speed_<backend>.json`` and prints a table.
 """
 
@@ -52,10 +50,6 @@ MODELS = {
                                             value_support=(-300.0, 300.0, 601), reward_support=(-300.0, 300.0, 601)),
                       (96, 96, 12), "uint8", 18),
 }
-
-
-# ---------------------------------------------------------------------------------------
-# Helpers
 
 
 def build(spec: ModelSpec, seed: int = 0):
@@ -106,10 +100,6 @@ def measure(compiled, params, obs, *, min_reps: int, max_reps: int, target_s: fl
     return {**stats, "tree_depth_max": int(depth.max()), "tree_depth_mean": float(depth.mean())}
 
 
-# ---------------------------------------------------------------------------------------
-# The two sections
-
-
 def throughput(models, batches, *, max_call_s: float | None, reps: tuple[int, int, float], log) -> tuple[list, list]:
     rows, skipped = [], []
     for name in models:
@@ -129,12 +119,11 @@ def throughput(models, batches, *, max_call_s: float | None, reps: tuple[int, in
                 obs = observations(spec, batch)
                 compiled, compile_s = compile_timed(jitted, params, jax.random.PRNGKey(0), obs)
                 stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
-                row = {"model": name, "search": search, "simulations": sims, "batch": batch, "compile_s": compile_s, **stats}
-                row["searches_per_s"] = batch / row["median_s"]
-                row["simulations_per_s"] = batch * sims / row["median_s"]
-                rows.append(row)
-                last = row
-                log(format_row(row))
+                last = {"model": name, "search": search, "simulations": sims, "batch": batch, "compile_s": compile_s,
+                        **stats, "searches_per_s": batch / stats["median_s"],
+                        "simulations_per_s": batch * sims / stats["median_s"]}
+                rows.append(last)
+                log(format_row(last))
     return rows, skipped
 
 
@@ -154,36 +143,22 @@ def deep_chain(model_name: str, batch: int, sims_list, depths, *, reps: tuple[in
         for label, params in param_sets:  # same shapes: one compile serves all three
             value_std = float(jnp.std(model.initial_inference(params, obs).value))
             stats = measure(compiled, params, obs, min_reps=reps[0], max_reps=reps[1], target_s=reps[2])
-            row = {
-                "model": model_name, "batch": batch, "params": label, "root_value_std": value_std,
-                "search": search, "simulations": sims, "max_depth": max_depth, "compile_s": compile_s, **stats,
-            }  # fmt: skip
-            row["ms_per_search_call"] = 1e3 * row["median_s"]
-            rows.append(row)
-            log(
-                f"  {label:24} {search:6} sims {sims:4d} max_depth {str(max_depth):>4}: "
-                f"depth max {row['tree_depth_max']:4d} mean {row['tree_depth_mean']:6.1f}  "
-                f"{row['ms_per_search_call']:8.1f} ms/call"
-            )
+            rows.append({"model": model_name, "batch": batch, "params": label, "root_value_std": value_std,
+                         "search": search, "simulations": sims, "max_depth": max_depth, "compile_s": compile_s,
+                         **stats, "ms_per_search_call": 1e3 * stats["median_s"]})
+            log(f"  {label:24} {search:6} sims {sims:4d} max_depth {str(max_depth):>4}: depth max "
+                f"{stats['tree_depth_max']:4d} mean {stats['tree_depth_mean']:6.1f}  {1e3 * stats['median_s']:8.1f} ms/call")
     return rows
 
 
-# ---------------------------------------------------------------------------------------
-# Reporting
+HEADER = (f"{'model':5} {'search':6} {'sims':>4} {'batch':>6} {'compile s':>9} {'ms / call':>12} {'searches/s':>11} "
+          f"{'sims/s':>12} {'depth':>6} {'reps':>5}")
 
 
 def format_row(r: dict) -> str:
-    return (
-        f"{r['model']:5} {r['search']:6} {r['simulations']:4d} {r['batch']:6d} {r['compile_s']:9.1f} "
-        f"{1e3 * r['median_s']:12.2f} {r['searches_per_s']:11.1f} {r['simulations_per_s']:12.0f} "
-        f"{r['tree_depth_max']:6d} {r['reps']:5d}"
-    )
-
-
-HEADER = (
-    f"{'model':5} {'search':6} {'sims':>4} {'batch':>6} {'compile s':>9} {'ms / call':>12} "
-    f"{'searches/s':>11} {'sims/s':>12} {'depth':>6} {'reps':>5}"
-)
+    return (f"{r['model']:5} {r['search']:6} {r['simulations']:4d} {r['batch']:6d} {r['compile_s']:9.1f} "
+            f"{1e3 * r['median_s']:12.2f} {r['searches_per_s']:11.1f} {r['simulations_per_s']:12.0f} "
+            f"{r['tree_depth_max']:6d} {r['reps']:5d}")
 
 
 def main(argv=None):
@@ -194,20 +169,17 @@ def main(argv=None):
     parser.add_argument("--batches", type=lambda s: tuple(int(x) for x in s.split(",")), default=None, help="e.g. 1,8,64")
     parser.add_argument("--models", type=lambda s: tuple(s.split(",")), default=None, help="mlp,conv")
     parser.add_argument("--no-deep-chain", action="store_true", help="skip the deep-chain / max_depth section")
-    parser.add_argument("--deep-models", type=lambda s: tuple(s.split(",")), default=None,
-                        help="models for the deep-chain section (default mlp,conv; mlp with --quick)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/search_speed_<backend>.json)")
     args = parser.parse_args(argv)
 
     models = args.models or tuple(MODELS)
-    for m in (*models, *(args.deep_models or ())):
+    for m in models:
         if m not in MODELS:
             parser.error(f"unknown model {m!r}; expected some of {tuple(MODELS)}")
     batches = args.batches or ((1, 8, 64) if args.quick else BATCHES)
     reps = (2, 3, 0.5) if args.quick else (3, 10, 2.0)  # (min reps, max reps, target seconds)
-    deep_models = args.deep_models or (("mlp",) if args.quick else ("mlp", "conv"))
-    deep_batch = {"mlp": 16, "conv": 4} if args.quick else {"mlp": 64, "conv": 16}
-    deep = {"batch": {m: deep_batch[m] for m in deep_models}, "sims": (50, 200), "depths": (None, 10, 5)}
+    deep_batch = {"mlp": 16} if args.quick else {"mlp": 64, "conv": 16}  # the deep-chain models and their batches
+    deep = {"batch": deep_batch, "sims": (50, 200), "depths": (None, 10, 5)}
     out_path = parser.writable(args.out or RESULTS / f"search_speed_{jax.default_backend()}.json")
 
     started, info = time.perf_counter(), machine()
@@ -218,7 +190,7 @@ def main(argv=None):
 
     deep_rows = []
     if not args.no_deep_chain:
-        for m in deep_models:
+        for m in deep_batch:
             print(f"\n== deep chains: pUCT max_depth, {m} model, batch {deep['batch'][m]} ==")
             deep_rows += deep_chain(m, deep["batch"][m], deep["sims"], deep["depths"], reps=reps, log=print)
 

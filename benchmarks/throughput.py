@@ -25,7 +25,6 @@ import itertools
 import math
 import tempfile
 import time
-import warnings
 from pathlib import Path
 
 import jax
@@ -47,9 +46,6 @@ from dreamer.losses import loss_fn
 PRESETS = ("atari100k", "atari100k-gumbel")
 FULL_RUN_AGENT_STEPS = 100_000
 PROGRAMS = ("act", "observe", "train")  # jax's names of the run's jitted functions
-
-# Donated buffers that XLA cannot reuse (some, on a CPU) warn on every call of the donating programs.
-warnings.filterwarnings("ignore", message="Some donated buffers were not usable")
 
 
 def first_and_steady(call, reps: tuple) -> dict:
@@ -254,10 +250,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-loop", action="store_true", help="skip the whole-loop section")
     parser.add_argument("--tag", default=None, help="results/throughput_<tag>.json (default from the device)")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (overrides --tag)")
-    parser.add_argument("--no-command-buffers", action="store_true",
-                        help="leave XLA command buffers off on a GPU (dreamer.runtime sets them by default)")
     args = parser.parse_args(argv)
-    settings = runtime.configure(cache_dir="", command_buffers=not args.no_command_buffers)  # no cache: compiles count
+    settings = runtime.configure(cache_dir="")  # no cache: compiles count; XLA_FLAGS set by hand are kept
     if args.loop_steps is not None and args.loop_steps < 1:
         parser.error(f"--loop-steps must be >= 1, got {args.loop_steps}")
     presets = tuple(dict.fromkeys(args.preset or PRESETS))

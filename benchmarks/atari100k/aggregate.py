@@ -3,16 +3,9 @@ stratified-bootstrap confidence intervals, reference tables and plots.
 
     python -m benchmarks.atari100k.aggregate [--runs DIR] [--out DIR] [--reps 2000]
 
-Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (schema: README.md, written by
-``scripts/evaluate.py``); a ``metrics.jsonl`` beside it, if present, gives learning curves.
-With no runs the reference table is printed alone.
-
-Statistics are rliable's (Agarwal et al., 2021): HNS = (score - random) / (human - random),
-per run the mean return over its evaluation episodes; mean and median over games of the
-per-game mean over runs, IQM over the pooled run x game scores; 95% CIs by stratified
-bootstrap (runs resampled with replacement independently per game, percentile interval).
-Games may have different numbers of runs. A reference method has one score per game
-(no runs), so its CI collapses to the point.
+Runs are discovered as ``<runs>/<game>/seed_<k>/eval.json`` (written by ``scripts/evaluate.py``);
+a ``metrics.jsonl`` beside it, if present, gives learning curves. With no runs the reference
+table is printed alone. The statistics (rliable's) and the schema: ``README.md`` beside this file.
 """
 
 from __future__ import annotations
@@ -32,6 +25,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from rliable import library as rly
 from rliable import metrics
+
+from benchmarks.tables import markdown_table, num
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGE_DIR.parents[1]
@@ -65,9 +60,6 @@ PUBLISHED_AGGREGATES: dict[str, dict[str, float]] = {
 DISPLAY = {**REFERENCE_METHODS, "efficientzero_v2": "EfficientZero V2", "ours": "Ours"}
 
 
-# ----------------------------------------------------------------------------- io
-
-
 def _squash(name: str) -> str:
     return re.sub(r"[^a-z0-9]", "", str(name).lower())
 
@@ -82,21 +74,15 @@ def reference_csv_path(path: str | os.PathLike | None = None) -> Path:
 
 def load_reference(path: str | os.PathLike | None = None) -> dict[str, dict[str, float]]:
     """game -> {"random", "human", <method columns>, "actions"} as floats (actions int)."""
-    rows: dict[str, dict[str, float]] = {}
     with open(reference_csv_path(path), newline="") as f:
-        for row in csv.DictReader(f):
-            game = row.pop("game")
-            rows[game] = {k: (int(v) if k == "actions" else float(v)) for k, v in row.items()}
-    return rows
+        return {row["game"]: {k: int(v) if k == "actions" else float(v) for k, v in row.items() if k != "game"}
+                for row in csv.DictReader(f)}
 
 
 def canonical_game(name: str, reference: Mapping[str, Any]) -> str | None:
     """Map any spelling ("ms_pacman", "ALE/MsPacman-v5") to the csv's game name."""
-    name = str(name).split("/")[-1]
-    name = re.sub(r"-v\d+$", "", name)
-    name = re.sub(r"(NoFrameskip|Deterministic)$", "", name)
-    by_key = {_squash(g): g for g in reference}
-    return by_key.get(_squash(name))
+    name = re.sub(r"(NoFrameskip|Deterministic)?(-v\d+)?$", "", str(name).split("/")[-1])
+    return {_squash(g): g for g in reference}.get(_squash(name))
 
 
 def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> list[dict]:
@@ -117,11 +103,10 @@ def discover_runs(runs_dir: str | os.PathLike, reference: Mapping[str, Any]) -> 
         if game is None:
             warnings.warn(f"skipping {path}: unknown game {record.get('game')!r}")
             continue
-        returns = record.get("episode_returns")
         mean_return = record.get("mean_return")
-        if mean_return is None and returns:
-            mean_return = float(np.mean(returns))
-        if mean_return is None or not np.isfinite(float(mean_return)):
+        if mean_return is None:  # an eval.json written by hand may give the returns alone
+            mean_return = np.mean(record.get("episode_returns") or [np.nan])
+        if not np.isfinite(float(mean_return)):
             warnings.warn(f"skipping {path}: no mean_return / episode_returns")
             continue
         seed = record.get("seed")
@@ -140,9 +125,6 @@ def read_learning_curve(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray
     from agents.plots import Run, read_records, series
 
     return series(Run(str(path), read_records(str(path)), None), "eval/return_mean", "env_steps")
-
-
-# ---------------------------------------------------------------------- statistics
 
 
 def human_normalized(score, random: float, human: float):
@@ -201,9 +183,6 @@ def reference_aggregates(reference, method: str, games: Iterable[str] | None = N
     """mean / median / IQM HNS of a reference method's per-game scores."""
     return aggregate_scores([[human_normalized(reference[g][method], reference[g]["random"], reference[g]["human"])]
                              for g in (reference if games is None else games)])
-
-
-# ---------------------------------------------------------------------- summaries
 
 
 def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, float]],
@@ -270,55 +249,42 @@ def summarize(runs: Sequence[Mapping], reference: Mapping[str, Mapping[str, floa
     }
 
 
-def _fmt(x: float | None, digits: int = 1) -> str:
-    return "-" if x is None else f"{x:.{digits}f}"
-
-
 def format_tables(summary: Mapping) -> str:
-    lines: list[str] = []
-    head = (f"{'Game':<15}{'Random':>9}{'Human':>9}{'Ours':>18}{'n':>3}{'HNS':>7}"
-            + "".join(f"{DISPLAY[m]:>15}" for m in PER_GAME_METHODS))
-    lines += ["Per-game scores (ours: mean over seeds +- std; references as published)",
-              head, "-" * len(head)]
+    """The per-game and the aggregate tables, as markdown."""
+    per_game = []
     for game, e in summary["games"].items():
         o = e.get("ours")
-        ours = f"{_fmt(o['mean_return'])} +- {_fmt(o['std_return'])}" if o else "-"
         flag = "*" if o and any(s != BUDGET_ENV_STEPS for s in o["env_steps"]) else ""
-        lines.append(f"{game:<15}{_fmt(e['random']):>9}{_fmt(e['human']):>9}{ours + flag:>18}"
-                     f"{(o['n'] if o else 0):>3}{_fmt(o['hns'], 3) if o else '-':>7}"
-                     + "".join(f"{_fmt(e.get(m)):>15}" for m in PER_GAME_METHODS))
-    if summary.get("off_budget_games"):
-        lines.append(f"* some runs did not use the {BUDGET_ENV_STEPS:,}-step budget: "
-                     + ", ".join(summary["off_budget_games"]))
-    lines += ["", "Aggregate human-normalized scores (95% stratified-bootstrap CI over runs; "
-              "references: one score per game, no CI)"]
-    head = f"{'Method':<34}{'games':>6}{'Mean':>24}{'Median':>24}{'IQM':>24}"
-    lines += [head, "-" * len(head)]
+        per_game.append([game + flag, num(e["random"]), num(e["human"]),
+                         f"{num(o['mean_return'])} ± {num(o['std_return'])}" if o else "—", o["n"] if o else 0,
+                         num(o["hns"], 3) if o else "—", *(num(e.get(m)) for m in PER_GAME_METHODS)])
 
     def cell(stat: Mapping) -> str:
         v, (lo, hi) = stat["value"], stat["ci95"]
-        return _fmt(v, 3) if lo == hi else f"{_fmt(v, 3)} [{_fmt(lo, 3)}, {_fmt(hi, 3)}]"
+        return num(v, 3) if lo == hi else f"{num(v, 3)} [{num(lo, 3)}, {num(hi, 3)}]"
 
-    for key, a in summary["aggregates"].items():
-        lines.append(f"{a['label']:<34}{a['n_games']:>6}{cell(a['mean']):>24}"
-                     f"{cell(a['median']):>24}{cell(a['iqm']):>24}")
-    lines += ["", "Published aggregates (paper tables, 26 games)"]
-    for m, p in summary["published"].items():
-        lines.append(f"{p['label']:<34}{26:>6}{_fmt(p['mean'], 3):>24}{_fmt(p['median'], 3):>24}{'-':>24}")
+    aggregates = [[a["label"], a["n_games"], *(cell(a[k]) for k in STATS)] for a in summary["aggregates"].values()]
+    aggregates += [[f"{p['label']} (published)", 26, num(p["mean"], 3), num(p["median"], 3), "—"]
+                   for p in summary["published"].values()]
+    lines = ["Per-game scores (ours: mean over seeds ± std; references as published)",
+             markdown_table(["game", "random", "human", "ours", "n", "HNS", *(DISPLAY[m] for m in PER_GAME_METHODS)],
+                            per_game)]
+    if summary.get("off_budget_games"):
+        lines.append(f"* some runs did not use the {BUDGET_ENV_STEPS:,}-step budget: "
+                     + ", ".join(summary["off_budget_games"]))
+    lines += ["", "Aggregate human-normalized scores (95% stratified-bootstrap CI over runs; references: one score per "
+              "game, no CI; published: the papers' tables, 26 games)",
+              markdown_table(["method", "games", "mean", "median", "IQM"], aggregates)]
     if not summary["aggregates"].get("ours"):
         lines += ["", "No runs found (expected <runs>/<game>/seed_<k>/eval.json)."]
     return "\n".join(lines)
-
-
-# ---------------------------------------------------------------------------- plots
 
 
 def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
     """HNS per game: ours (mean over seeds, seeds as dots) beside EfficientZero."""
     games = list(summary["games"])
     ez = [summary["games"][g].get("efficientzero_hns", np.nan) for g in games]
-    ours = [summary["games"][g]["ours"]["hns"] if "ours" in summary["games"][g] else np.nan
-            for g in games]
+    ours = [summary["games"][g].get("ours", {}).get("hns", np.nan) for g in games]
     x = np.arange(len(games))
     fig = Figure(figsize=(max(8, 0.5 * len(games) + 2), 4.5), layout="tight")
     ax = fig.subplots()
@@ -339,41 +305,67 @@ def plot_hns_bars(summary: Mapping, path: str | os.PathLike) -> Path:
     return Path(path)
 
 
-def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str | os.PathLike) -> Path | None:
-    """One panel per game: eval/return_mean vs env_steps per seed, from metrics.jsonl.
-    Returns None if no run has a curve."""
-    curves: dict[str, list[tuple[int, np.ndarray, np.ndarray]]] = {}
-    for run in runs:
-        if run.get("metrics"):
-            steps, values = read_learning_curve(run["metrics"])
-            if steps.size:
-                curves.setdefault(run["game"], []).append((run["seed"], steps, values))
+def curve_panel(ax, title: str, curves: Sequence[tuple[np.ndarray, np.ndarray]], references: Sequence[tuple],
+                reps: int = 2000) -> None:
+    """One game's learning curves on ``ax``, as this module's and ``benchmarks/minatar.py``'s figures
+    draw them: each seed's ``(env steps, return)`` thin, the mean over seeds with its 95% bootstrap
+    band (seeds resampled jointly over the curve, on ``agents.plots.align``'s grid), and the
+    ``references`` ``(label, value, color, linestyle)`` as horizontal lines."""
+    from matplotlib.ticker import StrMethodFormatter
+
+    from agents.plots import align
+
+    ax.set_title(title, fontsize=11)
+    ax.set_xlabel("env steps", fontsize=9)
+    ax.set_ylabel("greedy evaluation return", fontsize=9)
+    ax.tick_params(labelsize=8)
+    ax.xaxis.set_major_formatter(StrMethodFormatter("{x:,.0f}"))
+    ax.grid(alpha=0.3)
+    for label, value, color, ls in references:
+        ax.axhline(value, color=color, ls=ls, lw=1.2, label=label)
     if not curves:
-        return None
+        ax.text(0.5, 0.5, "no result yet", transform=ax.transAxes, ha="center", va="center", color="0.4")
+    elif len(curves) == 1:
+        ax.plot(*curves[0], color="C0", lw=1.8, marker="o", ms=3, label="ours (1 seed)")
+    else:
+        grid, values, how = align(list(curves))
+        for xs, ys in curves:
+            ax.plot(xs, ys, color="C0", lw=0.7, alpha=0.4)
+        if how != "none":
+            lo, hi = interval_estimates([values[:, None, :]], lambda x: x[:, 0, :].mean(axis=0), reps)
+            ax.plot(grid, values.mean(axis=0), color="C0", lw=1.8, marker="o" if len(grid) < 15 else None, ms=3,
+                    label=f"ours: mean of {len(curves)} seeds, 95% CI")
+            ax.fill_between(grid, lo, hi, color="C0", alpha=0.2, lw=0)
+    ax.set_ylim(bottom=min(0.0, ax.get_ylim()[0]))
+    ax.legend(fontsize=7, loc="upper left")
+
+
+def plot_learning_curves(runs: Sequence[Mapping], reference: Mapping, path: str | os.PathLike,
+                         reps: int = 2000) -> Path | None:
+    """One :func:`curve_panel` per game with an ``eval/return_mean`` curve in a run's
+    metrics.jsonl, random and EfficientZero as references; None if no run has a curve."""
+    curves: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    for run in sorted(runs, key=lambda r: r["seed"]):
+        steps, values = read_learning_curve(run["metrics"]) if run.get("metrics") else ((), ())
+        if len(steps):
+            curves.setdefault(run["game"], []).append((steps, values))
     games = [g for g in reference if g in curves]
+    if not games:
+        return None
     cols = min(4, len(games))
     rows = math.ceil(len(games) / cols)
-    fig = Figure(figsize=(4 * cols, 3 * rows), layout="tight")
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, game in zip(axes.flat, games):
-        for seed, steps, values in sorted(curves[game], key=lambda c: c[0]):
-            ax.plot(steps, values, marker=".", lw=1, label=f"seed {seed}")
+    fig = Figure(figsize=(4.5 * cols, 3.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax, game in zip(axes, games):
         ref = reference[game]
-        ax.axhline(ref["random"], color="gray", ls=":", lw=0.8, label="random")
+        lines = [(f"random = {ref['random']:g}", ref["random"], "0.35", "-")]
         if "efficientzero" in ref:
-            ax.axhline(ref["efficientzero"], color="tab:orange", ls="--", lw=0.8, label="EfficientZero")
-        ax.set_title(game, fontsize=10)
-        ax.set_xlabel("env steps", fontsize=8)
-        ax.set_ylabel("eval return", fontsize=8)
-        ax.tick_params(labelsize=7)
-        ax.legend(fontsize=6)
-    for ax in list(axes.flat)[len(games):]:
+            lines.append((f"EfficientZero = {ref['efficientzero']:g}", ref["efficientzero"], "C1", "--"))
+        curve_panel(ax, game, curves[game], lines, reps)
+    for ax in axes[len(games):]:
         ax.axis("off")
     fig.savefig(path, dpi=110)
     return Path(path)
-
-
-# ------------------------------------------------------------------------------ cli
 
 
 def run(runs_dir=DEFAULT_RUNS, out_dir=DEFAULT_OUT, reference_path=None, reps: int = 2000,
@@ -388,7 +380,7 @@ def run(runs_dir=DEFAULT_RUNS, out_dir=DEFAULT_OUT, reference_path=None, reps: i
     files = {}
     if plots:
         files["hns_bars"] = str(plot_hns_bars(summary, out_dir / "hns_per_game.png"))
-        curves = plot_learning_curves(runs, reference, out_dir / "learning_curves.png")
+        curves = plot_learning_curves(runs, reference, out_dir / "learning_curves.png", reps)
         if curves is not None:
             files["learning_curves"] = str(curves)
     summary["files"] = files

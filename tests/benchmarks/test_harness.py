@@ -6,7 +6,7 @@ import time
 import jax
 import jax.numpy as jnp
 import pytest
-from benchmarks import harness
+from benchmarks import harness, tables
 
 
 def test_machine_describes_cpu_jax_and_devices():
@@ -55,7 +55,7 @@ def test_compile_timed_and_compile_log():
 
 
 def test_markdown_table():
-    text = harness.markdown_table(["seed", "steps"], [[0, 1504], [1, None]])
+    text = tables.markdown_table(["seed", "steps"], [[0, 1504], [1, None]])
     assert text.splitlines() == ["| seed | steps |", "| ---- | ----: |", "| 0    |  1504 |", "| 1    |  None |"]
 
 
