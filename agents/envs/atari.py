@@ -48,7 +48,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from agents.envs.base import EnvSpec
+from agents.envs.base import ClosesOnExit, EnvSpec
 
 # The 26 games of Atari-100k (PROTOCOL.md; reference/atari100k_scores.csv), spelled as
 # in the papers' tables.
@@ -165,7 +165,7 @@ def ale_game_id(game: str) -> str:
 # --------------------------------------------------------------------------- envs
 
 
-class AtariEnvs:
+class AtariEnvs(ClosesOnExit):
     """A batch of Atari games with the Atari-100k protocol and same-step autoreset.
 
     Interface used by the training loop:
@@ -400,12 +400,6 @@ class AtariEnvs:
         env, self._env = getattr(self, "_env", None), None
         if env is not None:
             env.close()
-
-    def __enter__(self) -> "AtariEnvs":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"AtariEnvs(game={self.game!r}, num_envs={self.num_envs}, mode={self.mode!r}, "

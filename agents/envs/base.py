@@ -93,6 +93,16 @@ class VectorEnv(Protocol):
     def close(self) -> None: ...
 
 
+class ClosesOnExit:
+    """Mixin: ``with envs:`` closes the envs on leaving the block."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
 class FunctionalStep(NamedTuple):
     """What :meth:`FunctionalEnv.step` returns besides the new env state (JAX arrays, ``[N]``)."""
 

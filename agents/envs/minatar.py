@@ -47,7 +47,7 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from agents.envs.base import EnvError, EnvSpec, FunctionalStep, StepInfo
+from agents.envs.base import ClosesOnExit, EnvError, EnvSpec, FunctionalStep, StepInfo
 
 GAMES: tuple[str, ...] = ("Asterix", "Breakout", "Freeway", "Seaquest", "SpaceInvaders")
 PREFIX = "MinAtar/"
@@ -186,7 +186,7 @@ class MinAtarFunctional:
                 f"max_episode_steps={self.max_episode_steps})")
 
 
-class MinAtarEnvs:
+class MinAtarEnvs(ClosesOnExit):
     """A host :class:`~agents.envs.base.VectorEnv` over :class:`MinAtarFunctional`.
 
     ``reset(seed=None) -> frames`` and ``step(actions) -> (frames, reward, terminated,
@@ -281,12 +281,6 @@ class MinAtarEnvs:
 
     def close(self) -> None:
         self._state = None
-
-    def __enter__(self) -> "MinAtarEnvs":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
     def __repr__(self) -> str:
         return (f"MinAtarEnvs(game={self.game!r}, num_envs={self.num_envs}, mode={self.mode!r}, "

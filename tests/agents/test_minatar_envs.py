@@ -303,3 +303,10 @@ def test_sticky_actions():
     assert np.all(np.asarray(s_always.last_action) == 0)
     with pytest.raises(EnvError, match="sticky_action_prob"):
         MinAtarFunctional("Breakout", 1, sticky_action_prob=1.5)
+
+
+def test_with_block_closes_the_envs():
+    with MinAtarEnvs("MinAtar/Breakout", 2, seed=0) as envs:
+        envs.reset(seed=0)
+        assert envs.observation().shape == (2, 10, 10, 4)
+    assert envs._state is None
