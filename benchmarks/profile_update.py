@@ -75,8 +75,8 @@ def stage_functions(learner: Learner) -> dict[str, Callable]:
         stored = window.policy[:, : lc.unroll_steps + 1]
         return stored if sweep else learner.reanalyse(params, rng, obs.unroll, stored)[0]
 
-    def assemble(window, plan_, obs, boot_values, policy):
-        return learner.assemble(window, plan_, obs.unroll, boot_values, policy)
+    def assemble(replay, window, plan_, obs, boot_values, policy):
+        return learner.assemble(replay, window, plan_, obs.unroll, boot_values, policy)
 
     def loss_grad(params, batch, rng):
         grads, priorities, _ = learner.loss_and_grad(params, batch, rng)
@@ -95,7 +95,7 @@ def stage_arguments(call: Callable, state, replay, key, beta) -> dict[str, tuple
     plan_, obs = call("targets", *args["targets"])
     args["bootstrap"] = (state.target_params, replay, window, plan_, obs)
     args["reanalyse"] = (state.params, key, obs, window)
-    args["assemble"] = (window, plan_, obs, call("bootstrap", *args["bootstrap"]), call("reanalyse", *args["reanalyse"]))
+    args["assemble"] = (replay, window, plan_, obs, call("bootstrap", *args["bootstrap"]), call("reanalyse", *args["reanalyse"]))
     args["loss_grad"] = (state.params, call("assemble", *args["assemble"]), key)
     priorities, grads = call("loss_grad", *args["loss_grad"])
     args["apply"] = (state, replay, grads, window, priorities)

@@ -163,11 +163,12 @@ class Learner:
         metrics = {"search/reanalyze_root_value": jnp.mean(out.root_value), "search/reanalyze_q_spread": jnp.mean(spread)}
         return jnp.concatenate([fresh, policy[n_re:]], axis=0), metrics
 
-    def assemble(self, window: replay_lib.Window, plan_: targets_lib.TargetPlan, obs: jnp.ndarray,
-                 boot_values: jnp.ndarray, policy: jnp.ndarray) -> TrainBatch:
-        """The loss's inputs from the stages' outputs."""
+    def assemble(self, replay: replay_lib.ReplayState, window: replay_lib.Window, plan_: targets_lib.TargetPlan,
+                 obs: jnp.ndarray, boot_values: jnp.ndarray, policy: jnp.ndarray) -> TrainBatch:
+        """The loss's inputs from the stages' outputs (with ``consistency_targets="swept"``, the
+        stored consistency targets gathered from ``replay``)."""
         k_max = self.learner.unroll_steps
-        return TrainBatch(
+        batch = TrainBatch(
             obs=obs,
             action=window.action[:, :k_max],
             value=targets_lib.value_targets(plan_, boot_values),
@@ -178,6 +179,9 @@ class Learner:
             policy_mask=plan_.in_episode.astype(jnp.float32),
             weight=window.weight,
         )
+        if self.learner.consistency_targets == "swept":
+            batch = batch._replace(**self.stored_consistency(replay, window))
+        return batch
 
     def stored_bootstrap(self, replay: replay_lib.ReplayState, window: replay_lib.Window,
                          plan_: targets_lib.TargetPlan) -> jnp.ndarray:
@@ -211,9 +215,7 @@ class Learner:
             search_params = target_params if self.learner.reanalyze_with == "target" else params
             policy, metrics = self.reanalyse(search_params, search_rng, obs.unroll, stored_policy)
         metrics["train/td_steps"] = jnp.mean(plan_.td_steps.astype(jnp.float32))
-        batch = self.assemble(window, plan_, obs.unroll, boot_values, policy)
-        if self.learner.consistency_targets == "swept":
-            batch = batch._replace(**self.stored_consistency(replay, window))
+        batch = self.assemble(replay, window, plan_, obs.unroll, boot_values, policy)
         metrics["search/policy_target_entropy"] = policy_entropy(batch.policy, batch.policy_mask)
         return batch, window, metrics
 
