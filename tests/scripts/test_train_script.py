@@ -11,8 +11,9 @@ from helpers import run_script as run
 
 
 def error_line(proc):
-    lines = [l for l in proc.stderr.strip().splitlines() if "error:" in l]
-    assert len(lines) == 1, proc.stderr
+    """The refusal, which must be all of stderr: one line, no warning or traceback around it."""
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "error:" in lines[0], proc.stderr
     return lines[0]
 
 
@@ -92,9 +93,12 @@ def test_checkpoint_from_other_config_is_refused(debug_run, tmp_path):
         (["--learner.learning_rate", "fast"], "expected a float"),
         (["--preset", "cartpol"], "unknown preset"),
         (["--run-dir", "/proc/forbidden/run"], "cannot write run directory"),
+        (["--run-dir", "{file}/run"], "cannot write run directory"),
     ],
 )
 def test_bad_input_fails_fast(args, needle, tmp_path):
+    (tmp_path / "a_file").write_text("a regular file, not a directory\n")
+    args = [a.replace("{file}", str(tmp_path / "a_file")) for a in args]
     proc = run("train.py", "--no-progress", "--run-dir", str(tmp_path / "r"), *args, timeout=120)
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert needle in error_line(proc)
