@@ -19,6 +19,14 @@ Positions are addressed by ``(env, absolute step)``; the ring keeps absolute ste
 an empty buffer), as in EfficientZero, or at the running maximum (see :func:`add`).
 
 Shapes: ``N`` envs, ``L`` ring length, ``A`` actions, ``B`` batch, ``W`` window.
+
+Why our own and not a library buffer (flashbax): the learner needs, inside one jitted
+update, frames stored once and stacked at sample time across episode starts, windows of
+K + td steps with per-step end flags, sampling proportional to per-position priorities
+with stratified draws, and per-position targets that a reanalysis sweep rewrites in place
+with a version stamp. Library buffers store whole transitions or fixed trajectories with
+uniform or per-item priorities; composing these on top would store frames K + 4 times
+(96x96x3 Atari frames: several GB at 100k positions) or gather twice.
 """
 
 from __future__ import annotations
