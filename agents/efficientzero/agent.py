@@ -10,7 +10,7 @@ import dataclasses
 from typing import NamedTuple
 
 
-import jax.numpy as jnp
+import jax
 
 from agents.envs.base import EnvError, EnvSpec
 from dreamer import replay as replay_lib
@@ -86,8 +86,9 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
         train = learner.init(rng)
         projection_dim = 0
         if cfg.learner.consistency_targets == "swept":  # the replay keeps a sweep's consistency targets
-            obs = jnp.zeros((1, *spec.observation_shape), spec.frame_dtype)
-            projection_dim = model.project(train.params, model.represent(train.params, obs), False).shape[-1]
+            obs = jax.ShapeDtypeStruct((1, *spec.observation_shape), spec.frame_dtype)
+            projection_dim = jax.eval_shape(  # a shape: no network pass at start-up
+                lambda params, o: model.project(params, model.represent(params, o), False), train.params, obs).shape[-1]
         replay = replay_lib.init(cfg.env.num_envs, cfg.replay.capacity, spec.frame_shape, spec.frame_dtype,
                                  spec.num_actions, projection_dim)
         return AgentState(train, replay)
