@@ -108,6 +108,7 @@ class NetworkConfig:
     value_prefix: bool = True  # EfficientZero's LSTM value prefix instead of per-step reward
     value_prefix_horizon: int = 5  # value-prefix reset period in unroll / search steps (EfficientZero: 5)
     latent_norm: bool = True  # min-max scale latents to [0, 1] (MuZero; EfficientZero's Atari config turns it off)
+    reward_grad_scale: float = 1.0  # gradient scale on the reward head's path into each unrolled latent (EfficientZero: 0.5, as on the latent's other paths)
     conv_norm: str = "spatial"  # conv: layer norm over "spatial" (H, W, C) per sample, or "channel" (C per pixel)
     dtype: str = "float32"  # compute dtype: "float32" or "bfloat16"
 
@@ -116,7 +117,7 @@ class NetworkConfig:
         _choice(self, "dtype", ("float32", "bfloat16"))
         _choice(self, "conv_norm", ("spatial", "channel"))
         _positive(self, "latent_dim", "channels", "blocks", "reduced_channels", "lstm_hidden", "value_prefix_horizon")
-        _positive(self, "projection_hidden", "projection_out", "predictor_hidden")
+        _positive(self, "projection_hidden", "projection_out", "predictor_hidden", "reward_grad_scale")
         for name in ("value_support", "reward_support"):
             low, high, bins = getattr(self, name)
             _require(high > low and bins >= 2, f"NetworkConfig.{name} must be (low < high, bins >= 2), got {(low, high, bins)}")
@@ -164,6 +165,7 @@ class LearnerConfig:
     reanalyze: str = "batch"  # how policy and bootstrap targets are refreshed: "batch" or "sweep"
     reanalyze_fraction: float = 0.99  # reanalyze="batch": fraction of the batch whose policy targets are re-searched
     sweep_chunk: int = 1024  # reanalyze="sweep": roots per search call of a sweep (large on an accelerator)
+    sweep_fraction: float = 1.0  # reanalyze="sweep": share of the replay each sweep re-plans, in turn (1: all of it; 0.1: every position once per 10 target periods)
     # "online": project the real next observations with the online params at every update
     # (EfficientZero, K extra representation passes per sample); "swept": the projections a
     # reanalysis sweep stored with the target params (needs reanalyze="sweep")
@@ -191,6 +193,10 @@ class LearnerConfig:
         _positive(self, "learning_rate", "unroll_steps", "td_steps", "td_age_step")
         _positive(self, "target_update_interval", "updates_per_call", "max_grad_norm", "lr_decay_updates", "sweep_chunk")
         _unit(self, "reanalyze_fraction", "momentum", "lr_decay_factor")
+        _require(0.0 < self.sweep_fraction <= 1.0,
+                 f"LearnerConfig.sweep_fraction must be in (0, 1], got {self.sweep_fraction!r}")
+        _require(self.sweep_fraction == 1.0 or self.consistency_targets == "online",
+                 "learner.consistency_targets='swept' needs learner.sweep_fraction=1 (every position swept each period)")
         _require(self.warmup_updates >= 0, f"LearnerConfig.warmup_updates must be >= 0, got {self.warmup_updates}")
         _require(self.weight_decay >= 0, f"LearnerConfig.weight_decay must be >= 0, got {self.weight_decay}")
 
@@ -220,7 +226,8 @@ class LoopConfig:
     env_steps: int = 100_000  # total agent steps over all training envs
     replay_ratio: float = 1.0  # updates per agent step
     extra_updates: int = 0  # updates after data collection ends (EfficientZero: 20k)
-    temperature_schedule: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.75, 0.5), (1.0, 0.25))  # (progress limit, temperature) pairs: act at the first whose limit exceeds the share of env_steps done
+    temperature_schedule: tuple[tuple[float, float], ...] = ((0.5, 1.0), (0.75, 0.5), (1.0, 0.25))  # (progress limit, temperature) pairs: act at the first whose limit exceeds the share of env_steps done; pUCT samples visit counts at it, Gumbel search ignores it (its action is the sequential-halving winner)
+    epsilon_schedule: tuple[tuple[float, float], ...] = ()  # (progress limit, epsilon) pairs read as temperature_schedule: with probability epsilon an env plays a uniformly random action instead of the search's (any search kind); () never
     eval_every: int = 5_000  # agent steps between evaluations
     log_every_s: float = 10.0  # seconds between metric log lines
     checkpoint_every_s: float = 600.0  # seconds between checkpoints
@@ -232,6 +239,11 @@ class LoopConfig:
         _positive(self, "env_steps", "replay_ratio", "eval_every", "log_every_s", "checkpoint_every_s", "keep_checkpoints")
         _require(self.extra_updates >= 0, f"LoopConfig.extra_updates must be >= 0, got {self.extra_updates}")
         _require(self.stop_when_held >= 0, f"LoopConfig.stop_when_held must be >= 0, got {self.stop_when_held}")
+        for name in ("temperature_schedule", "epsilon_schedule"):
+            for pair in getattr(self, name):
+                _require(len(pair) == 2, f"LoopConfig.{name} takes (progress limit, value) pairs, got {pair!r}")
+        _require(all(0.0 <= e <= 1.0 for _, e in self.epsilon_schedule),
+                 f"LoopConfig.epsilon_schedule values must be in [0, 1], got {self.epsilon_schedule!r}")
         _require(not self.stop_when_held or len(self.thresholds) > 0,
                  "LoopConfig.stop_when_held needs a threshold to hold: set loop.thresholds")
 

@@ -21,7 +21,7 @@ import jax
 import jax.numpy as jnp
 
 from dreamer.config import LearnerConfig
-from dreamer.world_model import TrainableWorldModel, clear_memory, starts_prefix_segment
+from dreamer.world_model import TrainableWorldModel, clear_memory, scale_gradient, starts_prefix_segment
 
 
 class TrainBatch(NamedTuple):
@@ -51,11 +51,6 @@ def negative_cosine(a: jnp.ndarray, b: jnp.ndarray) -> jnp.ndarray:
     a = a * jax.lax.rsqrt(jnp.sum(a * a, axis=-1, keepdims=True) + 1e-12)
     b = b * jax.lax.rsqrt(jnp.sum(b * b, axis=-1, keepdims=True) + 1e-12)
     return -jnp.sum(a * b, axis=-1)
-
-
-def scale_gradient(x, scale: float):
-    """Identity forward; gradient multiplied by ``scale``."""
-    return jax.tree_util.tree_map(lambda t: t * scale + jax.lax.stop_gradient(t) * (1.0 - scale), x)
 
 
 def loss_fn(params, model: TrainableWorldModel, batch: TrainBatch, cfg: LearnerConfig):

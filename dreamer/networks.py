@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from dreamer.config import NetworkConfig
 from dreamer.scalar import Support
-from dreamer.world_model import LatentState, LearnedWorldModel
+from dreamer.world_model import LatentState, LearnedWorldModel, scale_gradient
 
 
 def _dtype(cfg: NetworkConfig):
@@ -153,9 +153,14 @@ class _Net(nn.Module):
         return self.value_head(v_in).astype(jnp.float32), self.policy_head(p_in).astype(jnp.float32)
 
     def dynamics(self, latent, memory, action):
-        """(latent, LSTM carry, action ``[B]``) -> (next latent, next carry, reward logits)."""
+        """(latent, LSTM carry, action ``[B]``) -> (next latent, next carry, reward logits).
+
+        The reward head's gradient enters the next latent scaled by ``reward_grad_scale``:
+        EfficientZero halves the gradient into each unrolled latent on every path, the
+        reward's included, while the learner's 1/2 (dreamer/losses.py) acts on the latent
+        this returns, which the reward head has already read."""
         nxt = self._next_latent(latent, action)
-        r_in = self._reward_input(nxt)
+        r_in = self._reward_input(scale_gradient(nxt, self.cfg.reward_grad_scale))
         if self.cfg.value_prefix:
             memory, r_feat = self.lstm(memory, r_in)
             r_in = nn.relu(self.lstm_norm(r_feat))

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import mctx
 
 from dreamer import replay as replay_lib
+from dreamer.agent import in_lockstep
 from dreamer import targets as targets_lib
 from dreamer.config import PlannerConfig
 from dreamer.planner import plan
@@ -81,17 +82,27 @@ def sweep(
     td_age_step: int,
     priority_eps: float,
     chunk: int,
+    fraction: float = 1.0,
 ) -> tuple[replay_lib.ReplayState, dict]:
-    """Re-plans every stored position with ``params``; returns the replay with new policy
-    targets, bootstrap values, version stamps and priorities, and sweep statistics."""
+    """Re-plans every stored position with ``params`` (or, with ``fraction < 1``, that share
+    of the chunks, taking them in turn from one sweep to the next: sweep ``v`` re-plans the
+    ``m = ceil(fraction * chunks)`` chunks from ``v * m`` on, wrapping, so every position is
+    re-planned once every ``1 / fraction`` sweeps at a ``fraction`` of the cost); returns the
+    replay with new policy targets, bootstrap values, version stamps and priorities of the
+    chunks it re-planned, and sweep statistics."""
     n = replay.action.shape[0]
     cols = chunk_columns(replay, chunk)
-    count = _chunks(replay, cols)
+    count = in_lockstep(_chunks(replay, cols))  # a loop bound, also when runs are vmapped side by side
+    todo = count if fraction >= 1.0 else jnp.minimum(count, jnp.ceil(count * fraction).astype(count.dtype))
+    offset = (jnp.asarray(version, count.dtype) * todo) % jnp.maximum(count, 1)
+
+    def chunk_index(i):
+        return (offset + i) % jnp.maximum(count, 1) if fraction < 1.0 else i
 
     def search(i, carry):
         buf, key, stats = carry
         key, sub = jax.random.split(key)
-        c0, env, absolute = _chunk_positions(buf, i, cols)
+        c0, env, absolute = _chunk_positions(buf, chunk_index(i), cols)
         obs = replay_lib.stacked_frames(buf, env, absolute, frame_stack)
         out = plan(params, sub, obs, model=model, config=planner)
         buf = buf._replace(
@@ -106,10 +117,10 @@ def sweep(
         stats = stats + jnp.stack([jnp.sum(out.root_value), jnp.sum(out.predicted_value), env.size])
         return buf, key, stats
 
-    replay, _, stats = jax.lax.fori_loop(0, count, search, (replay, rng, jnp.zeros(3, jnp.float32)))
+    replay, _, stats = jax.lax.fori_loop(0, todo, search, (replay, rng, jnp.zeros(3, jnp.float32)))
 
     def prioritise(i, buf):
-        c0, env, absolute = _chunk_positions(buf, i, cols)
+        c0, env, absolute = _chunk_positions(buf, chunk_index(i), cols)
         window = replay_lib.window_at(buf, env, absolute, td_steps + 1)
         tp = targets_lib.plan_targets(window, unroll_steps=0, td_steps=td_steps, td_age_step=td_age_step,
                                       discount=planner.discount, prefix_horizon=1)
@@ -121,7 +132,7 @@ def sweep(
         priority = jnp.where(old > 0, priority, 0.0)  # unwritten slots stay undrawable
         return buf._replace(priority=_put_columns(buf.priority, priority, c0, n, cols))
 
-    replay = jax.lax.fori_loop(0, count, prioritise, replay)
+    replay = jax.lax.fori_loop(0, todo, prioritise, replay)
     total = jnp.maximum(stats[2], 1.0)
     metrics = {"reanalyze/root_value": stats[0] / total, "reanalyze/predicted_value": stats[1] / total,
                "reanalyze/roots": stats[2]}

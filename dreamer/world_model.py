@@ -101,6 +101,13 @@ class LatentState(NamedTuple):
     memory: Any = ()  # pytree of [B, ...] leaves, or ()
 
 
+def scale_gradient(x, scale: float):
+    """Identity forward; gradient multiplied by ``scale`` (a pytree of arrays)."""
+    if scale == 1.0:
+        return x
+    return jax.tree_util.tree_map(lambda t: t * scale + jax.lax.stop_gradient(t) * (1.0 - scale), x)
+
+
 def clear_memory(state: LatentState) -> LatentState:
     """The state with its value-prefix memory zeroed (a prefix reset)."""
     return state._replace(memory=jax.tree_util.tree_map(jnp.zeros_like, state.memory))

@@ -76,7 +76,9 @@ def test_sweep_replans_every_stored_position(steps):
     absolute = np.asarray(replay_lib.latest_step(before, jnp.asarray(col)))
     obs = replay_lib.stacked_frames(before, jnp.asarray(env), jnp.asarray(absolute), 1)
     out = plan(params, jax.random.PRNGKey(5), obs, model=MODEL, config=cfg.planner)
-    np.testing.assert_allclose(np.asarray(after.policy)[env, col], np.asarray(out.action_weights), atol=1e-5)
+    # atol 1e-4: the sweep searches chunks of another batch size than this call, XLA blocks its
+    # matmuls per shape, and a search policy amplifies float32 rounding (up to 3e-5 seen on an AMD EPYC)
+    np.testing.assert_allclose(np.asarray(after.policy)[env, col], np.asarray(out.action_weights), atol=1e-4)
     np.testing.assert_allclose(np.asarray(after.value)[env, col], np.asarray(out.predicted_value), atol=1e-5)
     # Priorities: the n-step TD error of the stored values, written slots only.
     window = replay_lib.window_at(after, jnp.asarray(env), jnp.asarray(absolute), cfg.learner.td_steps + 1)
@@ -105,6 +107,30 @@ def test_swept_targets_equal_per_batch_reanalysis_with_the_same_params():
     np.testing.assert_allclose(np.asarray(swept.value), np.asarray(fresh.value), rtol=1e-5, atol=1e-5)
     mask = np.asarray(fresh.policy_mask) > 0
     np.testing.assert_allclose(np.asarray(swept.policy)[mask], np.asarray(fresh.policy)[mask], atol=1e-5)
+
+
+def test_a_partial_sweep_replans_its_share_of_the_replay_in_turn():
+    """``sweep_fraction=0.25``: each sweep re-plans a quarter of the chunks (here 2 of 8, of 2
+    ring columns each), the next quarter at the next sweep, so four sweeps cover the replay
+    once; positions it leaves keep their targets and priorities."""
+    cfg = config("sweep")
+    cfg = cfg.replace(learner=dataclasses.replace(cfg.learner, sweep_fraction=0.25))
+    learner = Learner(MODEL, cfg.learner, cfg.replay, cfg.planner)
+    replay, params = filled(LENGTH, seed=7), params_of(3)
+    sweep = jax.jit(learner.sweep)
+    first, metrics = sweep(params, replay, jax.random.PRNGKey(0), jnp.int32(1))
+    version = np.asarray(first.version)
+    assert np.all(version[:, 4:8] == 1) and np.all(np.delete(version, range(4, 8), axis=1) == -1)
+    assert float(metrics["reanalyze/roots"]) == NUM_ENVS * 4
+    untouched = np.delete(np.arange(LENGTH), range(4, 8))
+    np.testing.assert_array_equal(np.asarray(first.policy)[:, untouched], np.asarray(replay.policy)[:, untouched])
+    np.testing.assert_array_equal(np.asarray(first.priority)[:, untouched], np.asarray(replay.priority)[:, untouched])
+    state = first
+    for v in (2, 3, 4):
+        state, _ = sweep(params, state, jax.random.PRNGKey(v), jnp.int32(v))
+    version = np.asarray(state.version)
+    assert sorted(set(version.reshape(-1).tolist())) == [1, 2, 3, 4]
+    assert all(len(set(version[:, c:c + 4].reshape(-1).tolist())) == 1 for c in range(0, LENGTH, 4))
 
 
 def test_train_refreshes_the_target_and_sweeps_once_per_period():
