@@ -15,10 +15,13 @@ Two views of one implementation:
   a PRNG key and runs the functional ``step`` as one jitted call per step, returning
   NumPy arrays. ``MinAtarEnvs.functional`` is the functional view of the same batch.
 
-Rules are gymnax's (gymnax 1.0.1) plus MinAtar's sticky actions, which gymnax's ports
-leave out: with probability ``sticky_action_prob`` (0.1, as in the MinAtar paper and
-the DQN results it reports) an env repeats its previous action instead of the chosen one,
-the previous action being NOOP (0) at the start of a game. gymnax's time limit stays: 1,000 steps
+Rules are gymnax's (gymnax 1.0.1) plus MinAtar's sticky actions, which gymnax's game ports
+leave out and its ``StickyActionWrapper`` adds (:func:`make_gymnax`, also what the peer
+baselines of ``benchmarks/peers.py`` play): with probability ``sticky_action_prob`` (0.1, as
+in the MinAtar paper and the DQN results it reports) an env repeats the action it played
+at the previous step instead of the chosen one. That previous action is NOOP (0) at the
+first game; unlike MinAtar, the wrapper carries it over into the next game after a reset (a
+sticky first step of a game replays the last game's last action). gymnax's time limit stays: 1,000 steps
 per episode (2,500 for Freeway, whose original game ends there). gymnax reports its natural game-over as ``terminated`` and the time limit
 as ``truncated``; Freeway never terminates, so its episodes are always truncated.
 ``max_episode_steps`` overrides the limit. Where both fire on one step, the step counts
@@ -87,20 +90,26 @@ def _gymnax():
     return gymnax
 
 
-def _make_gymnax(game: str, max_episode_steps: int | None):
+def make_gymnax(game: str, max_episode_steps: int | None = None, sticky_action_prob: float = 0.1):
+    """``(env, params)``: gymnax's MinAtar ``game`` with MinAtar's sticky actions (gymnax's
+    ``StickyActionWrapper``) and, if given, another episode step limit."""
     gymnax = _gymnax()
-    env, params = gymnax.make(f"{game}-MinAtar")
+    from gymnax.wrappers import StickyActionWrapper
+
+    if not 0.0 <= sticky_action_prob <= 1.0:
+        raise EnvError(f"sticky_action_prob must be in [0, 1], got {sticky_action_prob!r}")
+    env, params = gymnax.make(f"{game_name(game)}-MinAtar")
     if max_episode_steps is not None:
         if isinstance(max_episode_steps, bool) or int(max_episode_steps) != max_episode_steps \
                 or max_episode_steps < 1:
             raise EnvError(f"max_episode_steps must be a positive integer, got {max_episode_steps!r}")
         params = params.replace(max_steps_in_episode=int(max_episode_steps))
-    return env, params
+    return StickyActionWrapper(env, sticky_action_prob), params
 
 
 def minatar_spec(env_id: str) -> EnvSpec:
     """The :class:`EnvSpec` of a MinAtar game (builds the gymnax env, compiles nothing)."""
-    env, _ = _make_gymnax(game_name(env_id), None)
+    env, _ = make_gymnax(env_id, None)
     return EnvSpec(num_actions=int(env.num_actions), frame_shape=tuple(env.obs_shape),
                    frame_dtype=np.bool_, frame_stack=1)
 
@@ -108,10 +117,9 @@ def minatar_spec(env_id: str) -> EnvSpec:
 class MinAtarState(NamedTuple):
     """The batch's env state (a pytree; leading axis ``N`` on every leaf)."""
 
-    game: Any  # gymnax's state of each env (its ``time`` counts the episode's steps)
+    game: Any  # the sticky-action wrapper's state of each env: ``env_state`` (gymnax's game, whose ``time`` counts the episode's steps) and ``last_action`` (played at the previous step)
     frame: Any  # bool [N, 10, 10, C]: the frame to act on
     game_return: Any  # float32 [N]: reward summed over the running game
-    last_action: Any  # int32 [N]: the action played at the previous step (0 at a game's start)
 
 
 class MinAtarFunctional:
@@ -119,14 +127,12 @@ class MinAtarFunctional:
 
     def __init__(self, game: str, num_envs: int, *, max_episode_steps: int | None = None,
                  sticky_action_prob: float = 0.1):
-        if not 0.0 <= sticky_action_prob <= 1.0:
-            raise EnvError(f"sticky_action_prob must be in [0, 1], got {sticky_action_prob!r}")
         self.sticky_action_prob = float(sticky_action_prob)
         self.game = game_name(game)
         if isinstance(num_envs, bool) or int(num_envs) != num_envs or num_envs < 1:
             raise EnvError(f"num_envs must be a positive integer, got {num_envs!r}")
         self.num_envs = int(num_envs)
-        self.env, self.params = _make_gymnax(self.game, max_episode_steps)
+        self.env, self.params = make_gymnax(self.game, max_episode_steps, sticky_action_prob)
         self.max_episode_steps = int(self.params.max_steps_in_episode)
         self.spec = EnvSpec(num_actions=int(self.env.num_actions),
                             frame_shape=tuple(self.env.obs_shape),
@@ -145,8 +151,7 @@ class MinAtarFunctional:
 
         obs, game = jax.vmap(self.env.reset, in_axes=(0, None))(self._env_keys(key), self.params)
         frame = obs.astype(jnp.bool_)
-        state = MinAtarState(game, frame, jnp.zeros(self.num_envs, jnp.float32), jnp.zeros(self.num_envs, jnp.int32))
-        return state, frame
+        return MinAtarState(game, frame, jnp.zeros(self.num_envs, jnp.float32)), frame
 
     def step(self, key, env_state: MinAtarState, actions) -> tuple[MinAtarState, FunctionalStep]:
         """One step of every env with ``actions`` int ``[N]`` (same-step autoreset)."""
@@ -154,9 +159,6 @@ class MinAtarFunctional:
         import jax.numpy as jnp
 
         actions = jnp.asarray(actions, jnp.int32).reshape(self.num_envs)
-        key, sticky_key = jax.random.split(key)
-        sticky = jax.random.uniform(sticky_key, (self.num_envs,)) < self.sticky_action_prob
-        actions = jnp.where(sticky, env_state.last_action, actions)
         obs, game, reward, terminated, truncated, _ = jax.vmap(
             self.env.step, in_axes=(0, 0, 0, None))(
                 self._env_keys(key), env_state.game, actions, self.params)
@@ -174,8 +176,7 @@ class MinAtarFunctional:
             game_end=game_end,
             game_return=jnp.where(game_end, running, 0.0).astype(jnp.float32),
         )
-        last_action = jnp.where(game_end, 0, actions)
-        return MinAtarState(game, frame, jnp.where(game_end, 0.0, running), last_action), out
+        return MinAtarState(game, frame, jnp.where(game_end, 0.0, running)), out
 
     def observation(self, env_state: MinAtarState):
         """``env_state -> bool [N, 10, 10, C]`` (``frame_stack`` is 1)."""

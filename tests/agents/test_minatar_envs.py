@@ -91,7 +91,7 @@ def _random_rollout(fenv: MinAtarFunctional, key, steps: int):
             actions = jax.random.randint(k_act, (n,), 0, fenv.spec.num_actions)
             state, out = fenv.step(k_step, state, actions)
             raw = jax.vmap(fenv.env.observe, in_axes=(0, 0, None, None))(
-                jax.random.split(k_obs, n), state.game, None, fenv.params)
+                jax.random.split(k_obs, n), state.game.env_state, None, fenv.params)
             return state, (out, raw)
 
         _, (outs, raw) = jax.lax.scan(body, state, jax.random.split(key, steps))
@@ -206,7 +206,7 @@ def test_autoreset_terminated_truncated_and_game_return():
         np.testing.assert_array_equal(trunc, (length == cap) & ~term)
         assert (length <= cap).all()
         np.testing.assert_array_equal(info.game_return, np.where(info.game_end, running, 0.0))
-        time = np.asarray(env.state.game.time)
+        time = np.asarray(env.state.game.env_state.time)
         for i in np.flatnonzero(info.game_end):
             assert _breakout_first_frame(frames[i]), "frame after an end is not a first frame"
             assert time[i] == 0
@@ -278,7 +278,7 @@ def test_determinism_and_action_checks():
 
 def test_sticky_actions():
     """MinAtar's sticky actions: with probability 1 every step repeats the previous action,
-    which is NOOP (0) from a game's start, so the chosen actions are ignored; with
+    which is NOOP (0) from the first game's start, so the chosen actions are ignored; with
     probability 0 the chosen actions are played."""
     import jax
 
@@ -286,6 +286,7 @@ def test_sticky_actions():
     never = MinAtarFunctional("Breakout", 4, sticky_action_prob=0.0)
     key = jax.random.PRNGKey(3)
     s_always, _ = always.init(key)
+    s_always_noop, _ = always.init(key)
     s_never, _ = never.init(key)
     s_noop, _ = never.init(key)
     step_always, step_never = jax.jit(always.step), jax.jit(never.step)
@@ -295,12 +296,14 @@ def test_sticky_actions():
         k = jax.random.PRNGKey(100 + t)
         chosen = rng.integers(1, 3, 4)
         s_always, out_always = step_always(k, s_always, chosen)
+        s_always_noop, out_always_noop = step_always(k, s_always_noop, np.zeros(4, int))
         s_noop, out_noop = step_never(k, s_noop, np.zeros(4, int))
         s_never, out_never = step_never(k, s_never, chosen)
-        np.testing.assert_array_equal(out_always.frame, out_noop.frame)
+        np.testing.assert_array_equal(out_always.frame, out_always_noop.frame)
         differs |= not np.array_equal(out_never.frame, out_noop.frame)
     assert differs  # the chosen actions move the paddle when nothing sticks
-    assert np.all(np.asarray(s_always.last_action) == 0)
+    assert np.all(np.asarray(s_always.game.last_action) == 0)
+    np.testing.assert_array_equal(np.asarray(s_never.game.last_action), chosen)  # the action played
     with pytest.raises(EnvError, match="sticky_action_prob"):
         MinAtarFunctional("Breakout", 1, sticky_action_prob=1.5)
 
