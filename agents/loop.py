@@ -2,12 +2,21 @@
 vector env (:class:`agents.envs.base.VectorEnv`).
 
     counters = train(cfg, make_agent, agents.envs.make, run_dir)
+    groups = train_runs([cfg.replace(seed=s) for s in (0, 1, 2)], make_agent, agents.envs.make, run_dirs)
     returns = evaluate(jax.jit(agent.greedy), params, envs, episodes=32, rng=key, seed=0)
 
 ``train`` acts, steps the envs, stores, trains at the replay ratio, evaluates, logs and
 checkpoints. The agent's pure functions are jitted here; the loop itself only moves
 actions and observations between them and the envs, and does the I/O. It knows nothing
 of the agent's insides: the agent state is one pytree that it checkpoints as it is.
+
+**Runs side by side.** With a pure JAX env (:class:`~agents.envs.base.FunctionalEnv`),
+``train_runs`` trains several seeds of one config as one compiled program: the agent's
+functions, the env and the evaluation are ``jax.vmap``-ed over the runs (axis name
+:data:`~dreamer.agent.RUNS_AXIS`), and the runs step in lockstep. Each run keeps its own
+run directory (config, metrics, checkpoints, summary) exactly as ``train`` writes it, so a
+run of a group can be resumed, plotted or evaluated alone; with the same seed it follows the
+run that ``train`` makes (the same keys, chunks and evaluations), up to float rounding.
 """
 
 from __future__ import annotations
@@ -28,8 +37,8 @@ import numpy as np
 
 from agents.envs.base import EnvSpec, FunctionalEnv, VectorEnv, game_info
 from dreamer import checkpoint as ckpt_lib
-from dreamer.agent import Agent, Transition
-from dreamer.config import Config, to_dict
+from dreamer.agent import RUNS_AXIS, Agent, Transition
+from dreamer.config import Config, config_differences, to_dict
 from dreamer.logger import Logger, Progress, git_commit, truncate_metrics
 
 MakeAgent = Callable[[Config, EnvSpec], Agent]
@@ -59,14 +68,39 @@ class Counters:
     stopped: str = ""  # why the run ended before its budget ("" if it did not)
 
 
+def schedule_at(schedule: tuple[tuple[float, float], ...], progress: float) -> float:
+    """The value of a ``((progress limit, value), ...)`` schedule at ``progress`` (the share
+    of ``loop.env_steps`` done): the first pair whose limit exceeds it, else the last."""
+    # float(): an int from a CLI schedule would be traced apart from floats (a second compile)
+    for limit, value in schedule:
+        if progress < limit:
+            return float(value)
+    return float(schedule[-1][1])
+
+
 def temperature_at(cfg: Config, env_steps: int) -> float:
     """Action temperature from ``loop.temperature_schedule`` ((progress limit, temperature), ...)."""
-    progress = env_steps / cfg.loop.env_steps
-    # float(): an int from a CLI schedule would be traced apart from floats (a second act compile)
-    for limit, temp in cfg.loop.temperature_schedule:
-        if progress < limit:
-            return float(temp)
-    return float(cfg.loop.temperature_schedule[-1][1])
+    return schedule_at(cfg.loop.temperature_schedule, env_steps / cfg.loop.env_steps)
+
+
+def epsilon_at(cfg: Config, env_steps: int) -> float:
+    """Exploration rate from ``loop.epsilon_schedule`` (0 when it is empty)."""
+    schedule = cfg.loop.epsilon_schedule
+    return schedule_at(schedule, env_steps / cfg.loop.env_steps) if schedule else 0.0
+
+
+def explore(key: jnp.ndarray, action: jnp.ndarray, epsilon, num_actions: int) -> jnp.ndarray:
+    """``action`` ``[N]`` with each entry replaced, with probability ``epsilon``, by a uniformly
+    random action: epsilon-greedy exploration around any agent's choice."""
+    coin, pick = jax.random.split(key)
+    random = jax.random.randint(pick, action.shape, 0, num_actions, action.dtype)
+    return jnp.where(jax.random.uniform(coin, action.shape) < epsilon, random, action)
+
+
+def explore_key(act_key: jnp.ndarray) -> jnp.ndarray:
+    """The key of :func:`explore` beside the key an act call takes: folded from it, so that
+    a run without exploration draws exactly the keys it drew before exploration existed."""
+    return jax.random.fold_in(act_key, 1)
 
 
 @dataclasses.dataclass
@@ -84,6 +118,14 @@ class EvalResult:
                "eval/episodes": len(self.returns), "eval/capped_fraction": float(np.mean(self.capped))}
         out.update({f"eval/action_{a}": float(f) for a, f in enumerate(frac)})
         return out
+
+    @classmethod
+    def from_arrays(cls, returns, capped, counts, episodes: int) -> "EvalResult":
+        """From :func:`play_games`' arrays (``[E, per_env]``, ``[E, per_env]``, ``[A]``), in
+        :func:`evaluate`'s order: every env's first game, then every env's second, ..."""
+        returns, capped = np.asarray(returns).T.reshape(-1), np.asarray(capped).T.reshape(-1)
+        return cls([float(r) for r in returns[:episodes]], [bool(c) for c in capped[:episodes]],
+                   np.asarray(counts, np.int64))
 
 
 def evaluate(greedy: Callable, params, envs: VectorEnv, episodes: int, rng: jnp.ndarray, seed: int) -> EvalResult:
@@ -109,76 +151,94 @@ def evaluate(greedy: Callable, params, envs: VectorEnv, episodes: int, rng: jnp.
     return EvalResult([r for r, _ in games], [c for _, c in games], counts)
 
 
-class _Run:
-    """One training run: the agent's jitted functions, its state, the envs and the run directory."""
+def play_games(greedy: Callable, fenv: FunctionalEnv, per_env: int, params, rng: jnp.ndarray, seed) -> tuple:
+    """:func:`evaluate` as one pure function of a :class:`~agents.envs.base.FunctionalEnv`:
+    ``per_env`` whole games in each of its envs with ``greedy(params, rng, obs)``, in a
+    ``lax.while_loop``, so it jits and vmaps (over runs) with the rest.
 
-    def __init__(self, cfg: Config, make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str, *,
-                 progress: bool, tensorboard: bool):
+    The envs start from ``PRNGKey(seed)`` and take their keys as a host env over the same
+    functions does (``key, sub = split(key)`` per reset and step); ``rng`` gives the acting
+    keys as :func:`evaluate` splits them. Returns ``(returns [E, per_env], capped [E, per_env],
+    action counts [A])`` (:meth:`EvalResult.from_arrays`).
+    """
+    n, num_actions = fenv.num_envs, fenv.spec.num_actions
+    key, sub = jax.random.split(jax.random.PRNGKey(seed))
+    env_state, _ = fenv.init(sub)
+    rows = jnp.arange(n)
+
+    def body(carry):
+        env_state, key, rng, done, returns, capped, counts = carry
+        rng, act_key = jax.random.split(rng)
+        action = greedy(params, act_key, fenv.observation(env_state)).action
+        wanted = done < per_env
+        counts = counts.at[action].add(wanted.astype(jnp.int32))
+        key, sub = jax.random.split(key)
+        env_state, st = fenv.step(sub, env_state, action)
+        record = st.game_end & wanted
+        slot = jnp.minimum(done, per_env - 1)
+        returns = returns.at[rows, slot].set(jnp.where(record, st.game_return, returns[rows, slot]))
+        capped = capped.at[rows, slot].set(jnp.where(record, st.truncated, capped[rows, slot]))
+        return env_state, key, rng, done + record.astype(jnp.int32), returns, capped, counts
+
+    carry = (env_state, key, rng, jnp.zeros(n, jnp.int32), jnp.zeros((n, per_env), jnp.float32),
+             jnp.zeros((n, per_env), bool), jnp.zeros(num_actions, jnp.int32))
+    carry = jax.lax.while_loop(lambda c: jnp.min(c[3]) < per_env, body, carry)
+    return carry[4], carry[5], carry[6]
+
+
+def evaluate_functional(greedy: Callable, params, fenv: FunctionalEnv, episodes: int, rng: jnp.ndarray,
+                        seed: int) -> EvalResult:
+    """:func:`evaluate` on a pure JAX env, compiled whole (one program, no host step)."""
+    per_env = -(-episodes // fenv.num_envs)
+    out = jax.jit(functools.partial(play_games, greedy, fenv, per_env))(params, rng, seed)
+    return EvalResult.from_arrays(*out, episodes)
+
+
+class RunBook:
+    """One run's host side: its config and directory, counters, logger, checkpointer, and
+    the training games and act metrics gathered since its last log line."""
+
+    def __init__(self, cfg: Config, run_dir: str):
         self.cfg, self.run_dir = cfg, run_dir
         os.makedirs(run_dir, exist_ok=True)
-        self.envs = make_envs(cfg.env, "train", cfg.seed)
-        self.eval_envs = make_envs(cfg.env, "eval", cfg.seed + EVAL_SEED_OFFSET)
-        self.agent = agent = make_agent(cfg, self.envs.spec)
-        self.act = jax.jit(agent.act)
-        self.greedy = jax.jit(agent.greedy)
-        self.observe = jax.jit(agent.observe, donate_argnums=0)
-        self.train_step = jax.jit(agent.train, donate_argnums=0)
-        agent_rng, self.rng = jax.random.split(jax.random.PRNGKey(cfg.seed))
-        self.state = jax.jit(agent.init)(agent_rng)
+        self.checkpointer = ckpt_lib.Checkpointer(run_dir, keep=cfg.loop.keep_checkpoints)
         self.counters = Counters()
+        self.resumed = False
         self.games = np.zeros(2)  # training games ended since the last log, and their return sum
-        self.train_metrics: dict = {}  # the last train call's metrics (device arrays until logged)
         self.act_sums: dict = {}  # act metrics summed over the vector steps since the last log
         self.act_steps = 0
-        self.fused: FusedEnv | None = None  # the carry of a pure JAX env (see _fused_steps)
-        self.checkpointer = ckpt_lib.Checkpointer(run_dir, keep=cfg.loop.keep_checkpoints)
-        self.resumed = False
-        if self.checkpointer.latest() is not None:
-            snap, meta = self.checkpointer.restore(
-                self._snapshot(), expected_config=to_dict(cfg), allowed_differences=RESUMABLE_FIELDS
-            )
-            self.state, self.rng = snap["agent"], snap["rng"]
-            self.counters = Counters(**meta["counters"])
-            self.resumed = True
-            truncate_metrics(os.path.join(run_dir, "metrics.jsonl"), self.counters.env_steps)
-        self.logger = Logger(run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
-        self.progress = Progress(cfg.loop.env_steps, self.counters.env_steps, enabled=progress)
-        with open(os.path.join(run_dir, "config.json"), "w") as f:
-            json.dump(to_dict(cfg), f, indent=2)
-        with open(os.path.join(run_dir, "run.json"), "w") as f:
-            json.dump({"commit": git_commit(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}, f, indent=2)
+        self.logger: Logger | None = None
+        self.progress: Progress | None = None
 
-    # -- checkpoints -------------------------------------------------------------------------
-    def _snapshot(self) -> dict:
-        return {"agent": self.state, "rng": self.rng}
+    def restore(self, target: dict) -> dict:
+        """The snapshot of this run's latest checkpoint (its counters restored, its metrics
+        cut back to it)."""
+        snap, meta = self.checkpointer.restore(target, expected_config=to_dict(self.cfg),
+                                               allowed_differences=RESUMABLE_FIELDS)
+        self.counters = Counters(**meta["counters"])
+        self.resumed = True
+        truncate_metrics(os.path.join(self.run_dir, "metrics.jsonl"), self.counters.env_steps)
+        return snap
 
-    def save(self) -> None:
-        """Checkpoints the run (after checking the last train metrics are finite)."""
-        self.check_finite(self.train_metrics)
+    def open(self, *, tensorboard: bool, progress: bool, label: str = "") -> None:
+        """Starts the logger and progress display; writes config.json and run.json."""
+        self.logger = Logger(self.run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
+        self.progress = Progress(self.cfg.loop.env_steps, self.counters.env_steps, enabled=progress, label=label)
+        with open(os.path.join(self.run_dir, "config.json"), "w") as f:
+            json.dump(to_dict(self.cfg), f, indent=2)
+        with open(os.path.join(self.run_dir, "run.json"), "w") as f:
+            json.dump({"commit": git_commit(), "jax": jax.__version__, "devices": [str(d) for d in jax.devices()]}, f,
+                      indent=2)
+
+    def save(self, snapshot: dict) -> None:
         c = self.counters
         c.wall_time = self.logger.elapsed
         meta = {"config": to_dict(self.cfg), "counters": dataclasses.asdict(c), "commit": git_commit()}
-        self.checkpointer.save(c.env_steps, self._snapshot(), meta)
+        self.checkpointer.save(c.env_steps, snapshot, meta)
 
-    # -- pieces --------------------------------------------------------------------------------
-    def updates_due(self) -> int:
-        """Updates owed at the replay ratio, counted from when training could start."""
-        start = self.cfg.replay.min_size
-        steps = self.counters.env_steps
-        if steps < start:
-            return 0
-        return int(self.cfg.loop.replay_ratio * (steps - start)) - self.counters.updates
-
-    def train_once(self) -> dict:
-        self.state, metrics = self.train_step(self.state)
-        self.counters.updates += self.agent.updates_per_call
-        return metrics
-
-    def run_evaluation(self) -> float:
+    def record_evaluation(self, result: EvalResult) -> float:
+        """Counts an evaluation (thresholds, the held streak) and logs it; returns its mean."""
         cfg, c = self.cfg, self.counters
-        self.rng, key = jax.random.split(self.rng)
-        result = evaluate(self.greedy, self.agent.params(self.state), self.eval_envs, cfg.env.eval_episodes, key,
-                          cfg.seed + EVAL_SEED_OFFSET + c.evaluations)
         c.evaluations += 1
         mean = float(np.mean(result.returns))
         c.last_eval_return = mean
@@ -205,13 +265,16 @@ class _Run:
                 f"last good checkpoint kept in {self.checkpointer.directory}; batch statistics in nonfinite_batch.json"
             )
 
-    def log(self) -> dict:
-        """Writes the latest train metrics, speeds and the training games' mean return since
-        the last log (the one host sync of the training loop)."""
+    def add_act_metrics(self, sums: dict, steps: int) -> None:
+        for name, value in sums.items():
+            self.act_sums[name] = self.act_sums.get(name, 0.0) + float(value)
+        self.act_steps += steps
+
+    def log(self, train_metrics: dict) -> dict:
+        """Writes the train metrics, speeds, act metric means and the training games' mean
+        return since the last log."""
         c = self.counters
-        self.check_finite(self.train_metrics)
-        self.drain()
-        metrics = {k: float(v) for k, v in self.train_metrics.items()}
+        metrics = {k: float(v) for k, v in train_metrics.items()}
         elapsed = max(self.logger.elapsed, 1e-9)
         metrics["speed/env_steps_per_s"] = c.env_steps / elapsed
         metrics["speed/updates_per_s"] = c.updates / elapsed
@@ -227,10 +290,171 @@ class _Run:
         self.progress.show(record, c)
         return record
 
-    def add_act_metrics(self, sums: dict, steps: int) -> None:
-        for name, value in sums.items():
-            self.act_sums[name] = self.act_sums.get(name, 0.0) + float(value)
-        self.act_steps += steps
+    def finish(self) -> Counters:
+        """Writes summary.json and closes the logger; returns the final counters."""
+        c = self.counters
+        c.wall_time = self.logger.elapsed
+        summary = dataclasses.asdict(c)
+        summary["best_eval_return"] = None if math.isinf(c.best_eval_return) else c.best_eval_return
+        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=2)
+        self.logger.close()
+        return c
+
+
+def _row(tree: Any, i: int) -> Any:
+    """Run ``i`` of a pytree with a leading runs axis."""
+    return jax.tree_util.tree_map(lambda x: x[i], tree)
+
+
+def _stack(trees: list) -> Any:
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *trees)
+
+
+class _Run:
+    """Training runs in lockstep: one run, or several seeds of one config vmapped over
+    :data:`~dreamer.agent.RUNS_AXIS` (a pure JAX env only). The agent's jitted functions, its
+    state (with a leading runs axis for a group), the envs, and one :class:`RunBook` per run."""
+
+    def __init__(self, cfgs: list[Config], make_agent: MakeAgent, make_envs: MakeEnvs, run_dirs: list[str], *,
+                 progress: bool, tensorboard: bool):
+        check_group(cfgs, run_dirs)
+        self.cfg = cfg = cfgs[0]
+        self.grouped = len(cfgs) > 1
+        self.books = [RunBook(c, d) for c, d in zip(cfgs, run_dirs)]
+        self.envs = make_envs(cfg.env, "train", cfg.seed)
+        self.eval_envs = make_envs(cfg.env, "eval", cfg.seed + EVAL_SEED_OFFSET)
+        if self.grouped and (self.envs.functional is None or self.eval_envs.functional is None):
+            raise ValueError(f"{cfg.env.id} is stepped on the host: several seeds in one program need a pure JAX "
+                             f"env (MinAtar/..., gymnax/...); train the seeds one at a time")
+        self.agent = agent = make_agent(cfg, self.envs.spec)
+        self.act = jax.jit(self._map(agent.act, (0, 0, 0, None)))
+        self.greedy = jax.jit(agent.greedy)
+        self.observe = jax.jit(self._map(agent.observe), donate_argnums=0)
+        self.train_step = jax.jit(self._map(agent.train), donate_argnums=0)
+        self.explore = jax.jit(self._map(explore, (0, 0, None, None)), static_argnums=3)
+        fenv = self.eval_envs.functional
+        if fenv is not None:
+            per_env = -(-cfg.env.eval_episodes // fenv.num_envs)
+            self.play = jax.jit(self._map(functools.partial(play_games, agent.greedy, fenv, per_env)))
+        keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]
+        agent_rng, self.rng = self._pack([k[0] for k in keys]), self._pack([k[1] for k in keys])
+        self.state = jax.jit(self._map(agent.init))(agent_rng)
+        self.train_metrics: dict = {}  # the last train call's metrics (device arrays until logged)
+        self.fused: FusedEnv | None = None  # the carry of a pure JAX env (see _fused_steps)
+        self._restore()
+        for i, book in enumerate(self.books):
+            book.open(tensorboard=tensorboard, progress=progress and (i == 0 or not _is_tty()),
+                      label=f"seed {book.cfg.seed}" if self.grouped else "")
+
+    # -- one run or many ------------------------------------------------------------------------
+    def _map(self, fn: Callable, in_axes: Any = 0) -> Callable:
+        """``fn`` for one run, or vmapped over the runs of a group."""
+        return jax.vmap(fn, in_axes=in_axes, axis_name=RUNS_AXIS) if self.grouped else fn
+
+    def _pack(self, per_run: list) -> Any:
+        return _stack(per_run) if self.grouped else per_run[0]
+
+    def _unpack(self, tree: Any) -> list:
+        return [_row(tree, i) for i in range(len(self.books))] if self.grouped else [tree]
+
+    def _split(self, n: int) -> list:
+        """``self.rng, *keys = split(self.rng, n + 1)`` in every run; returns the ``n`` keys."""
+        keys = self._map(lambda k: tuple(jax.random.split(k, n + 1)))(self.rng)
+        self.rng = keys[0]
+        return list(keys[1:])
+
+    @property
+    def counters(self) -> Counters:
+        """The (first) run's counters; env steps and updates are those of every run of a group."""
+        return self.books[0].counters
+
+    @property
+    def run_dir(self) -> str:
+        return self.books[0].run_dir
+
+    @property
+    def checkpointer(self) -> ckpt_lib.Checkpointer:
+        return self.books[0].checkpointer
+
+    @property
+    def resumed(self) -> bool:
+        return self.books[0].resumed
+
+    def _advance(self, env_steps: int = 0, updates: int = 0) -> None:
+        for book in self.books:
+            book.counters.env_steps += env_steps
+            book.counters.updates += updates
+
+    # -- checkpoints -------------------------------------------------------------------------
+    def _snapshots(self) -> list[dict]:
+        return [{"agent": s, "rng": r} for s, r in zip(self._unpack(self.state), self._unpack(self.rng))]
+
+    def _restore(self) -> None:
+        """Resumes from the runs' checkpoints: all of them (at one env step) or none."""
+        have = [b.checkpointer.latest() is not None for b in self.books]
+        if not any(have):
+            return
+        if not all(have):
+            missing = [b.run_dir for b, h in zip(self.books, have) if not h]
+            raise ckpt_lib.CheckpointError(f"{missing[0]} has no checkpoint while the other runs of its group do: "
+                                           f"resume the group with all of its run directories, or none")
+        snaps = [b.restore(t) for b, t in zip(self.books, self._snapshots())]
+        steps = {b.counters.env_steps for b in self.books}
+        if len(steps) > 1:
+            raise ckpt_lib.CheckpointError(f"the runs' checkpoints are at different env steps ({sorted(steps)}): "
+                                           f"runs trained side by side resume from one step")
+        self.state = self._pack([s["agent"] for s in snaps])
+        self.rng = self._pack([s["rng"] for s in snaps])
+
+    def save(self) -> None:
+        """Checkpoints every run (after checking the last train metrics are finite)."""
+        self.check_finite(self.train_metrics)
+        for book, snap in zip(self.books, self._snapshots()):
+            book.save(snap)
+
+    def check_finite(self, metrics: dict) -> None:
+        for book, row in zip(self.books, self._unpack(metrics)):
+            book.check_finite(row)
+
+    # -- pieces --------------------------------------------------------------------------------
+    def updates_due(self) -> int:
+        """Updates owed at the replay ratio, counted from when training could start."""
+        start = self.cfg.replay.min_size
+        steps = self.counters.env_steps
+        if steps < start:
+            return 0
+        return int(self.cfg.loop.replay_ratio * (steps - start)) - self.counters.updates
+
+    def train_once(self) -> dict:
+        self.state, metrics = self.train_step(self.state)
+        self._advance(updates=self.agent.updates_per_call)
+        return metrics
+
+    def evaluate(self) -> list[EvalResult]:
+        """One evaluation of every run: a compiled :func:`play_games` on a pure JAX env, else
+        :func:`evaluate` on the host env."""
+        cfg, c = self.cfg, self.counters
+        (key,) = self._split(1)
+        seeds = [b.cfg.seed + EVAL_SEED_OFFSET + b.counters.evaluations for b in self.books]
+        params = self.agent.params(self.state)
+        if self.eval_envs.functional is None:
+            return [evaluate(self.greedy, params, self.eval_envs, cfg.env.eval_episodes, key, seeds[0])]
+        out = jax.device_get(self.play(params, key, self._pack([jnp.int32(s) for s in seeds])))
+        return [EvalResult.from_arrays(*row, cfg.env.eval_episodes) for row in self._unpack(out)]
+
+    def run_evaluation(self) -> float:
+        """Evaluates every run and records it; returns the (first) run's mean."""
+        means = [book.record_evaluation(result) for book, result in zip(self.books, self.evaluate())]
+        return means[0]
+
+    def log(self) -> dict:
+        """Writes every run's latest train metrics, speeds and training games since the last
+        log (the one host sync of the training loop); returns the (first) run's record."""
+        self.check_finite(self.train_metrics)
+        self.drain()
+        rows = self._unpack(jax.device_get(self.train_metrics))
+        return [book.log(row) for book, row in zip(self.books, rows)][0]
 
     def total_updates(self) -> int:
         cfg = self.cfg
@@ -239,13 +463,24 @@ class _Run:
 
     # -- the loop ------------------------------------------------------------------------------
     def finished(self) -> bool:
-        """The run has nothing left to do: its budget is spent, or it stopped early and its
-        stop rule still holds (a resumed run that stopped early stays stopped)."""
+        """The runs have nothing left to do: the budget is spent, or they stopped early and
+        the stop rule still holds (a resumed run that stopped early stays stopped)."""
         c, loop = self.counters, self.cfg.loop
-        held = bool(c.stopped) and loop.stop_when_held > 0 and c.held >= loop.stop_when_held
+        held = bool(c.stopped) and loop.stop_when_held > 0 and all(b.counters.held >= loop.stop_when_held
+                                                                    for b in self.books)
         return held or (c.env_steps >= loop.env_steps and c.updates >= self.total_updates())
 
+    def held(self) -> bool:
+        """Every run's evaluation held the stop threshold as many times in a row as asked."""
+        loop = self.cfg.loop
+        return bool(loop.stop_when_held) and all(b.counters.held >= loop.stop_when_held for b in self.books)
+
     def run(self) -> Counters:
+        """Trains to the end (or to a signal); returns the (first) run's counters
+        (:meth:`run_all` for every run's)."""
+        return self.run_all()[0]
+
+    def run_all(self) -> list[Counters]:
         with install_signal_handlers() as stop:
             if not self.finished():
                 self.collect(stop)
@@ -256,17 +491,12 @@ class _Run:
                     self.train_metrics = self.train_once()
                 self.run_evaluation()
             self.log()
-            self.progress.close()
+            for book in self.books:
+                book.progress.close()
             self.save()
-        c = self.counters
-        c.wall_time = self.logger.elapsed
-        summary = dataclasses.asdict(c)
-        summary["best_eval_return"] = None if math.isinf(c.best_eval_return) else c.best_eval_return
-        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
-        self.logger.close()
+        counters = [book.finish() for book in self.books]
         self.close()
-        return c
+        return counters
 
     def close(self) -> None:
         """Closes the training and evaluation envs."""
@@ -281,13 +511,15 @@ class _Run:
         next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
         last_log = last_save = time.time()
         for n in steps:
-            self.progress.update(n)
+            self.books[0].progress.update(n)
             if c.env_steps >= next_eval or c.env_steps >= cfg.loop.env_steps:
                 next_eval = (c.env_steps // cfg.loop.eval_every + 1) * cfg.loop.eval_every
                 self.run_evaluation()
-                if cfg.loop.stop_when_held and c.held >= cfg.loop.stop_when_held:
-                    c.stopped = (f"the evaluation held {cfg.loop.thresholds[0]:g} for {c.held} evaluation"
-                                 f"{'s' if c.held > 1 else ''} in a row")
+                if self.held():
+                    for book in self.books:
+                        held = book.counters.held
+                        book.counters.stopped = (f"the evaluation held {cfg.loop.thresholds[0]:g} for {held} "
+                                                 f"evaluation{'s' if held > 1 else ''} in a row")
                     break
             if time.time() - last_log >= cfg.loop.log_every_s:
                 last_log = time.time()
@@ -306,22 +538,25 @@ class _Run:
 
     def _host_steps(self):
         """Vector steps of a host env: act (jitted), train what is owed, step the envs, store."""
-        cfg, c, envs = self.cfg, self.counters, self.envs
+        cfg, c, envs, book = self.cfg, self.counters, self.envs, self.books[0]
         frames = envs.reset()
         first = np.ones(envs.num_envs, bool)
         while True:
-            self.rng, key = jax.random.split(self.rng)
+            (key,) = self._split(1)
             out = self.act(self.state, key, jnp.asarray(envs.observation()), temperature_at(cfg, c.env_steps))
             self.train_owed()  # dispatched before the envs step, so both run at once
-            action, act_means = jax.device_get((out.action, _means(out.metrics)))
-            self.add_act_metrics(act_means, 1)
+            action = out.action
+            if cfg.loop.epsilon_schedule:
+                action = self.explore(explore_key(key), action, epsilon_at(cfg, c.env_steps), envs.spec.num_actions)
+            action, act_means = jax.device_get((action, _means(out.metrics)))
+            book.add_act_metrics(act_means, 1)
             next_frames, reward, terminated, truncated, info = envs.step(action)
             self.state = self.observe(self.state, Transition(frames, action, reward, terminated, truncated, first, out))
             first = terminated | truncated
             frames = next_frames
-            c.env_steps += envs.num_envs
+            self._advance(env_steps=envs.num_envs)
             game_end, game_return = game_info(info)
-            self.games += np.array([game_end.sum(), game_return[game_end].sum()])
+            book.games += np.array([game_end.sum(), game_return[game_end].sum()])
             yield envs.num_envs
 
     def _fused_steps(self):
@@ -333,20 +568,26 @@ class _Run:
         per_call, n = self.agent.updates_per_call, fenv.num_envs
         k = max(1, min(math.ceil(per_call / (n * cfg.loop.replay_ratio)), cfg.loop.eval_every // n))
         calls = max(1, round(k * n * cfg.loop.replay_ratio / per_call))
-        self.rng, init_key, key = jax.random.split(self.rng, 3)
-        env_state, frame = jax.jit(fenv.init)(init_key)
-        act_shape = jax.eval_shape(self.agent.act, self.state, key, fenv.observation(env_state), 1.0)
+        init_key, key = self._split(2)
+        env_state, frame = jax.jit(self._map(fenv.init))(init_key)
+        act_shape = jax.eval_shape(self.agent.act, self._unpack(self.state)[0], self._unpack(key)[0],
+                                   fenv.observation(self._unpack(env_state)[0]), 1.0)
         self._act_names = tuple(act_shape.metrics or {})
-        self.fused = FusedEnv(env_state, frame, jnp.ones(n, bool), key, *self._zero_stats())
+        first = self._pack([jnp.ones(n, bool)] * len(self.books))
+        self.fused = FusedEnv(env_state, frame, first, key, *self._zero_stats())
         self._fused_steps_since_drain = 0
-        chunk = {t: jax.jit(functools.partial(fused_chunk, self.agent, fenv, k, t), donate_argnums=(0, 1))
+        epsilon_greedy = cfg.loop.epsilon_schedule != ()
+        chunk = {t: jax.jit(self._map(functools.partial(fused_chunk, self.agent, fenv, k, t, epsilon_greedy=epsilon_greedy),
+                                      (0, 0, None, None)), donate_argnums=(0, 1))
                  for t in (0, calls)}
         while True:
-            c.env_steps += k * n
+            before = c.env_steps
+            self._advance(env_steps=k * n)
             train = calls if self.updates_due() >= self.agent.updates_per_call * calls else 0
-            self.state, self.fused, metrics = chunk[train](self.state, self.fused, temperature_at(cfg, c.env_steps - k * n))
+            self.state, self.fused, metrics = chunk[train](self.state, self.fused, temperature_at(cfg, before),
+                                                           epsilon_at(cfg, before))
             if train:
-                c.updates += calls * per_call
+                self._advance(updates=calls * per_call)
                 self.train_metrics = metrics
             self.train_owed()
             self._fused_steps_since_drain += k
@@ -357,14 +598,43 @@ class _Run:
         if self.fused is None:
             return
         games, sums = jax.device_get((self.fused.games, self.fused.act_sums))
-        self.games += games
-        self.add_act_metrics(sums, self._fused_steps_since_drain)
+        for book, g, s in zip(self.books, self._unpack(games), self._unpack(sums)):
+            book.games += g
+            book.add_act_metrics(s, self._fused_steps_since_drain)
         games, act_sums = self._zero_stats()  # new buffers: the chunks donate the carry
         self.fused = self.fused._replace(games=games, act_sums=act_sums)
         self._fused_steps_since_drain = 0
 
     def _zero_stats(self) -> tuple:
-        return jnp.zeros(2, jnp.float32), {name: jnp.zeros((), jnp.float32) for name in self._act_names}
+        zeros = (jnp.zeros(2, jnp.float32), {name: jnp.zeros((), jnp.float32) for name in self._act_names})
+        return self._pack([zeros] * len(self.books))
+
+
+def check_group(cfgs: list[Config], run_dirs: list[str]) -> None:
+    """Refuses (one-line ``ValueError``) runs that cannot share one program: configs that
+    differ in more than the seed, repeated seeds or run directories."""
+    if not cfgs or len(cfgs) != len(run_dirs):
+        raise ValueError(f"expected one run directory per config, got {len(cfgs)} configs and {len(run_dirs)} "
+                         f"directories")
+    base = to_dict(cfgs[0])
+    for cfg in cfgs[1:]:
+        differ = config_differences(to_dict(cfg), base, ("seed",))
+        if differ:
+            k, was, asked = differ[0]
+            raise ValueError(f"runs trained side by side differ only in their seed; {k} is {was!r} in one and "
+                             f"{asked!r} in another")
+    seeds = [c.seed for c in cfgs]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"runs trained side by side need distinct seeds, got {seeds}")
+    dirs = [os.path.abspath(d) for d in run_dirs]
+    if len(set(dirs)) != len(dirs):
+        raise ValueError(f"runs trained side by side need distinct run directories, got {run_dirs}")
+
+
+def _is_tty() -> bool:
+    import sys
+
+    return hasattr(sys.stdout, "isatty") and sys.stdout.isatty()
 
 
 def _means(metrics) -> dict:
@@ -385,16 +655,22 @@ class FusedEnv(NamedTuple):
     act_sums: Any  # {name: sum over steps of the act metrics' batch means}
 
 
-def fused_chunk(agent: Agent, fenv: FunctionalEnv, steps: int, train_calls: int, state, env: FusedEnv, temperature):
+def fused_chunk(agent: Agent, fenv: FunctionalEnv, steps: int, train_calls: int, state, env: FusedEnv, temperature,
+                epsilon=0.0, *, epsilon_greedy: bool = False):
     """``steps`` vector steps (act, env step, observe) then ``train_calls`` train calls, as one
-    pure function: ``(agent state, env carry, temperature) -> (state, carry, mean train metrics)``."""
+    pure function: ``(agent state, env carry, temperature, epsilon) -> (state, carry, mean train
+    metrics)``; with ``epsilon_greedy``, epsilon-greedy exploration (:func:`explore`) around the agent's
+    actions, which are what the envs play and the replay stores."""
 
     def one(carry, _):
         state, env = carry
         key, act_key, env_key = jax.random.split(env.key, 3)
         out = agent.act(state, act_key, fenv.observation(env.state), temperature)
-        env_state, st = fenv.step(env_key, env.state, out.action)
-        state = agent.observe(state, Transition(env.frame, out.action, st.reward, st.terminated, st.truncated,
+        action = out.action
+        if epsilon_greedy:
+            action = explore(explore_key(act_key), action, epsilon, fenv.spec.num_actions)
+        env_state, st = fenv.step(env_key, env.state, action)
+        state = agent.observe(state, Transition(env.frame, action, st.reward, st.terminated, st.truncated,
                                                 env.first, out))
         ended = jnp.stack([jnp.sum(st.game_end), jnp.sum(jnp.where(st.game_end, st.game_return, 0.0))])
         sums = jax.tree_util.tree_map(jnp.add, env.act_sums, _means(out.metrics))
@@ -423,10 +699,14 @@ def restore_params(agent: Agent, cfg: Config, run_dir: str) -> tuple[Any, dict]:
     return agent.params(snap["agent"]), meta["counters"]
 
 
-def open_run(cfg: Config, make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str, *, progress: bool = True,
-             tensorboard: bool = True) -> _Run:
-    """Builds (or resumes, when ``run_dir`` holds a checkpoint) a run without starting it."""
-    return _Run(cfg, make_agent, make_envs, run_dir, progress=progress, tensorboard=tensorboard)
+def open_run(cfg: Config | list[Config], make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str | list[str], *,
+             progress: bool = True, tensorboard: bool = True) -> _Run:
+    """Builds (or resumes, when ``run_dir`` holds a checkpoint) a run without starting it; with
+    lists of configs (differing only in the seed) and run directories, a group of runs
+    trained side by side in one program (see the module docstring)."""
+    cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
+    run_dirs = list(run_dir) if isinstance(run_dir, (list, tuple)) else [run_dir]
+    return _Run(cfgs, make_agent, make_envs, run_dirs, progress=progress, tensorboard=tensorboard)
 
 
 def train(cfg: Config, make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str, *, progress: bool = True,
@@ -434,6 +714,14 @@ def train(cfg: Config, make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str,
     """Trains ``make_agent(cfg, spec)`` on ``make_envs(cfg.env, mode, seed)`` into ``run_dir``
     (resuming it if it holds a checkpoint); returns the final counters."""
     return open_run(cfg, make_agent, make_envs, run_dir, progress=progress, tensorboard=tensorboard).run()
+
+
+def train_runs(cfgs: list[Config], make_agent: MakeAgent, make_envs: MakeEnvs, run_dirs: list[str], *,
+               progress: bool = True, tensorboard: bool = True) -> list[Counters]:
+    """Trains several seeds of one config side by side, vmapped in one compiled program (a
+    pure JAX env only), each into its own run directory; returns every run's counters."""
+    return open_run(list(cfgs), make_agent, make_envs, list(run_dirs), progress=progress,
+                    tensorboard=tensorboard).run_all()
 
 
 class ShutdownFlag:

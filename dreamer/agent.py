@@ -15,13 +15,35 @@ state is one pytree, so it checkpoints as it is:
 
 EfficientZero (``agents/efficientzero``) is one agent; ``agents/maze`` plans in a known
 model with the same planner.
+
+**Runs in lockstep.** The loop may ``jax.vmap`` these functions over independent runs (seeds)
+with the axis name :data:`RUNS_AXIS`. Every run then takes the same steps at the same
+time, so a branch on a counter (a target refresh every ``k`` updates) is the same in all of
+them; :func:`in_lockstep` lets such a branch stay a real ``lax.cond`` under that vmap, where
+a per-run predicate would make jax compute both branches for every run.
 """
 
 from __future__ import annotations
 
 from typing import Any, Callable, NamedTuple
 
+import jax
 import jax.numpy as jnp
+
+RUNS_AXIS = "runs"  # the vmap axis name of runs trained side by side (agents.loop)
+
+
+def in_lockstep(x: jnp.ndarray) -> jnp.ndarray:
+    """A scalar counter or predicate made one value for every run of a group vmapped over
+    :data:`RUNS_AXIS` (its maximum over the runs, which agree anyway in lockstep), so that
+    ``lax.cond`` on it stays a branch and a loop bound stays a bound; outside such a vmap,
+    ``x`` itself."""
+    x = jnp.asarray(x)
+    try:
+        top = jax.lax.pmax(x.astype(jnp.int32) if x.dtype == jnp.bool_ else x, RUNS_AXIS)
+    except NameError:  # no vmap over RUNS_AXIS around this trace
+        return x
+    return top > 0 if x.dtype == jnp.bool_ else top
 
 
 class ActOutput(NamedTuple):

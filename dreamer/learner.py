@@ -32,6 +32,7 @@ import optax
 from dreamer import reanalyze
 from dreamer import replay as replay_lib
 from dreamer import targets as targets_lib
+from dreamer.agent import in_lockstep
 from dreamer.augment import augment_branches
 from dreamer.config import LearnerConfig, PlannerConfig, ReplayConfig
 from dreamer.losses import TrainBatch, loss_fn
@@ -278,7 +279,7 @@ class Learner:
         (state, replay), metrics = jax.lax.scan(body, (state, replay), None, length=self.learner.updates_per_call)
         metrics = jax.tree_util.tree_map(jnp.mean, metrics)
         if self.learner.reanalyze == "sweep":
-            refresh = state.step % self.learner.target_update_interval == 0
+            refresh = in_lockstep(state.step % self.learner.target_update_interval == 0)
             state, replay = jax.lax.cond(refresh, self.refresh, lambda s, r: (s, r), state, replay)
         return state, replay, metrics
 
@@ -294,4 +295,4 @@ class Learner:
         lc = self.learner
         return reanalyze.sweep(params, replay, rng, version, model=self.model, planner=self.planner,
                                frame_stack=self.replay.frame_stack, td_steps=lc.td_steps, td_age_step=lc.td_age_step,
-                               priority_eps=self.replay.priority_eps, chunk=lc.sweep_chunk)
+                               priority_eps=self.replay.priority_eps, chunk=lc.sweep_chunk, fraction=lc.sweep_fraction)

@@ -116,10 +116,11 @@ class Progress:
 
     LOSSES = (("loss/value", "v"), ("loss/policy", "p"), ("loss/reward", "r"), ("loss/consistency", "c"))
 
-    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, stream=None):
+    def __init__(self, total: int, initial: int = 0, *, enabled: bool = True, stream=None, label: str = ""):
         import sys
 
         self.total, self.enabled = total, enabled
+        self.prefix = f"{label} | " if label else ""  # names the run of a group in each text line
         self.stream = stream or sys.stdout
         self.bar = None
         self.fields: dict[str, str] = {}
@@ -144,7 +145,7 @@ class Progress:
                 self.bar.set_postfix({k: v for k, v in f.items() if k in ("return", "eval")}, refresh=True)
             else:
                 capped = record.get("eval/capped_fraction", 0.0)
-                print(f"env steps {record['env_steps']:,}/{self.total:,} | evaluation: return "
+                print(f"{self.prefix}env steps {record['env_steps']:,}/{self.total:,} | evaluation: return "
                       f"{record['eval/return_mean']:.1f} ± {record['eval/return_std']:.1f} over "
                       f"{int(record['eval/episodes'])} games" + (f", {capped:.0%} cut at the step cap" if capped else "")
                       + f" | {_duration(record['time'])}", file=self.stream, flush=True)
@@ -159,7 +160,7 @@ class Progress:
         if self.bar is not None:
             self.bar.set_postfix({k: v for k, v in f.items() if k in ("return", "eval")}, refresh=True)
             return
-        line = [f"env steps {record['env_steps']:,}/{self.total:,}", f"updates {record['updates']:,}"]
+        line = [f"{self.prefix}env steps {record['env_steps']:,}/{self.total:,}", f"updates {record['updates']:,}"]
         line += [f"{name} {f[name]}" for name in ("return", "eval", "loss", "speed") if name in f]
         line.append(_duration(record["time"]))
         print(" | ".join(line), file=self.stream, flush=True)

@@ -5,9 +5,12 @@
     python scripts/train.py --env Acrobot-v1        # any discrete-action gymnasium env
     python scripts/train.py --preset debug --steps 400 --run-dir runs/try
     python scripts/train.py --help                  # every config field as a flag
+    python scripts/train.py --preset minatar --env MinAtar/Breakout --seeds 0 1 2   # 3 seeds, one program
 
 The run directory holds config.json (resolved config), run.json (commit, jax, devices),
-metrics.jsonl, TensorBoard events (tb/), checkpoints/ and summary.json.
+metrics.jsonl, TensorBoard events (tb/), checkpoints/ and summary.json. With ``--seeds`` on a
+pure JAX env (MinAtar) the seeds train side by side, vmapped in one compiled program, each in
+its own run directory ``<run-dir>/seed_<S>`` (``agents.loop.train_runs``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ class TrainFlags:
     no_progress: Annotated[bool, tyro.conf.arg(aliases=("--no-progress",))] = False  # no progress bar or progress lines
     no_tensorboard: Annotated[bool, tyro.conf.arg(aliases=("--no-tensorboard",))] = False  # no TensorBoard event files
     no_plot: Annotated[bool, tyro.conf.arg(aliases=("--no-plot",))] = False  # no curves.png at the end
+    seeds: Annotated[tuple[int, ...], tyro.conf.arg(metavar="INT [INT ...]", help_behavior_hint="")] = ()  # train these seeds side by side in one program (pure JAX envs: MinAtar), each in <run-dir>/seed_<S>; instead of --seed
 
 
 def main(argv=None) -> int:
@@ -50,36 +54,49 @@ def main(argv=None) -> int:
         check_env(cfg)
     except EnvError as e:
         fail(prog, str(e))
+    if args.seeds:
+        if any(a == "--seed" or a.startswith("--seed=") for a in (sys.argv[1:] if argv is None else argv)):
+            fail(prog, "--seed and --seeds: give one of them")
+        if len(set(args.seeds)) != len(args.seeds) or min(args.seeds) < 0:
+            fail(prog, f"--seeds: expected distinct seeds >= 0, got {' '.join(map(str, args.seeds))}")
+        if not agents.envs.is_functional(cfg.env.id):
+            fail(prog, f"--seeds trains seeds side by side on a pure JAX env (MinAtar/<Game>); {cfg.env.id} is stepped "
+                       f"on the host: train one seed at a time with --seed")
 
-    run_dir = args.run_dir or os.path.join(
-        "runs", f"{cfg.preset}-{cfg.env.id.replace('/', '_')}-s{cfg.seed}-{time.strftime('%Y%m%d-%H%M%S')}"
-    )
-    try:
-        os.makedirs(run_dir, exist_ok=True)
-        probe = os.path.join(run_dir, ".write_test")
-        with open(probe, "w") as f:
-            f.write("ok")
-        os.remove(probe)
-    except OSError as e:
-        fail(prog, f"cannot write run directory {run_dir!r}: {e.strerror or e}")
+    stem = f"{cfg.preset}-{cfg.env.id.replace('/', '_')}" + ("" if args.seeds else f"-s{cfg.seed}")
+    run_dir = args.run_dir or os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    cfgs = [cfg.replace(seed=s) for s in args.seeds] or [cfg]
+    run_dirs = [os.path.join(run_dir, f"seed_{s}") for s in args.seeds] or [run_dir]
+    for d in run_dirs:
+        try:
+            os.makedirs(d, exist_ok=True)
+            probe = os.path.join(d, ".write_test")
+            with open(probe, "w") as f:
+                f.write("ok")
+            os.remove(probe)
+        except OSError as e:
+            fail(prog, f"cannot write run directory {d!r}: {e.strerror or e}")
 
     from agents.efficientzero import make_agent
     from agents.loop import NonFiniteLossError, open_run
     from dreamer.checkpoint import CheckpointError
 
     try:
-        run = open_run(cfg, make_agent, agents.envs.make, run_dir, progress=not args.no_progress,
-                       tensorboard=not args.no_tensorboard)
-        print(f"run directory: {run_dir}", file=sys.stderr)  # after a refused resume, the error is the only line
+        run = open_run(cfgs if args.seeds else cfg, make_agent, agents.envs.make, run_dirs if args.seeds else run_dir,
+                       progress=not args.no_progress, tensorboard=not args.no_tensorboard)
+        print(f"run director{'ies' if args.seeds else 'y'}: {', '.join(run_dirs)}", file=sys.stderr)
         if run.resumed:
             print(f"resuming from {run.counters.env_steps} env steps, {run.counters.updates} updates", file=sys.stderr)
-        counters = run.run()
+        all_counters = run.run_all()
     except CheckpointError as e:
         fail(prog, f"cannot resume from {run_dir!r}: {e}")
     except NonFiniteLossError as e:
         print(f"{prog}: error: {e}", file=sys.stderr)
         return 3
-    report(cfg, counters, run_dir, plot=not args.no_plot)
+    for c, counters, d in zip(cfgs, all_counters, run_dirs):
+        if args.seeds:
+            print(f"seed {c.seed}:", file=sys.stderr)
+        report(c, counters, d, plot=not args.no_plot)
     return 0
 
 

@@ -34,6 +34,12 @@ def family(env_id: str) -> str:
     return "atari"
 
 
+def is_functional(env_id: str) -> bool:
+    """Whether the envs of ``env_id`` are pure JAX functions (``VectorEnv.functional``), which
+    the loop fuses with acting and can vmap over runs (no env is built)."""
+    return family(env_id) == "minatar"
+
+
 def make(env_cfg: Any, mode: Mode, seed: int) -> VectorEnv:
     """The training (``mode="train"``) or evaluation envs of an :class:`~dreamer.config.EnvConfig`.
 
@@ -68,5 +74,6 @@ __all__ = [
     "VectorEnv",
     "family",
     "game_info",
+    "is_functional",
     "make",
 ]
