@@ -61,6 +61,7 @@ REFERENCE_SOURCES = {
     "ppo_10M": "PPO after 10M steps, gymnax-blines (RobertTLange/gymnax-blines) on gymnax's ports, which have no "
                "sticky actions; no Seaquest result",
 }
+PEER_MUST_SHOW = {"ahead_of_every_peer": 4, "ci_above_every_peer": 3}
 VERDICTS = {"reaches_dqn_0.5M": "dqn_0.5M", "reaches_dqn_5M": "dqn_5M"}
 MUST_SHOW = {"reaches_dqn_0.5M": 4, "reaches_dqn_5M": 2, "every_seed_beats_random": len(GAMES)}
 NOTES = [
@@ -69,7 +70,11 @@ NOTES = [
     "Our MinAtar envs are gymnax's ports of the five games with MinAtar's sticky actions (probability 0.1) "
     "added by us (agents/envs/minatar.py); the DQN references come from MinAtar itself with sticky actions 0.1, "
     "the PPO references from gymnax's ports without them.",
-    "DQN references are read off the MinAtar paper's learning curves: good to the plot's resolution, no better.",
+    "DQN references are read off the MinAtar paper's learning curves: good to the plot's resolution, no better. "
+    "They come from the original MinAtar (all 6 actions, no time limit, averages of training episodes); gymnax's "
+    "ports use each game's minimal action set and a 1,000-step time limit, and we score greedy evaluation games.",
+    "Peer rows (benchmarks/peers.py): rejax's DQN, PPO and PQN trained on the very same envs (gymnax ports, "
+    "sticky actions 0.1), the same 100k env steps and seeds, scored by the same greedy 30-game evaluation.",
     f"Wall-clock is per seed, from launching train.py to its exit (start-up and compiles included), summed over "
     f"launches when a seed was resumed; the target is {WALL_TARGET_MIN:g} minutes. Seeds run one after another on "
     f"the machine named in each game's JSON, whose load average is recorded there.",
@@ -410,6 +415,41 @@ def must_show(summaries: dict[str, dict]) -> dict:
     return out
 
 
+def versus_peers(summary: dict, peers: dict | None) -> dict | None:
+    """Ours against each peer at the same env steps: the difference of the mean final scores
+    over seeds, with Welch's 95% interval over the seeds' final scores (each side's seeds)."""
+    if not peers or not summary["final_returns"]:
+        return None
+    ours = np.asarray(summary["final_returns"], float)
+    out = {}
+    for name, peer in peers["peers"].items():
+        theirs = np.asarray([p["final_eval"]["mean"] for p in peer["seeds"]], float)
+        ci = welch_interval(ours.mean(), ours.std(), ours.size, theirs.mean(), theirs.std(), theirs.size)
+        out[name] = {"peer_mean": float(theirs.mean()), "peer_finals": theirs.tolist(),
+                     "difference": float(ours.mean() - theirs.mean()), "difference_ci95": ci,
+                     "env_steps": peers["env_steps"], "ahead": bool(ours.mean() > theirs.mean()),
+                     "ci_above_zero": ci[0] > 0}
+    return {"peers": out, "ahead_of_every_peer": all(v["ahead"] for v in out.values()),
+            "ci_above_every_peer": all(v["ci_above_zero"] for v in out.values()),
+            "env_steps_match": all(v["env_steps"] == BUDGET for v in out.values())}
+
+
+def peer_lines(comparisons: dict[str, dict]) -> list[str]:
+    lines = []
+    for game, c in comparisons.items():
+        parts = [f"{n} {v['peer_mean']:.2f} (ours - {n} {v['difference']:+.2f} [{v['difference_ci95'][0]:+.2f}, "
+                 f"{v['difference_ci95'][1]:+.2f}])" for n, v in c["peers"].items()]
+        off = "" if c["env_steps_match"] else " (* peers not at the 100k budget: not counted)"
+        lines.append(f"peers on {game}: " + "; ".join(parts) + off)
+    counted = [c for c in comparisons.values() if c["env_steps_match"]]
+    for verdict, needed in PEER_MUST_SHOW.items():
+        count = sum(bool(c[verdict]) for c in counted)
+        state = "open" if len(counted) < len(GAMES) else "met" if count >= needed else "NOT met"
+        lines.append(f"must-show: games {verdict.replace('_', ' ')}: {count} of {len(counted)} (need {needed} of "
+                     f"{len(GAMES)}): {state}")
+    return lines
+
+
 def _ref(game: str, key: str) -> str:
     value, span = REFERENCES[game][key], REFERENCE_RANGES.get(game, {}).get(key)
     if value is None:
@@ -456,7 +496,7 @@ def must_show_lines(verdicts: dict) -> list[str]:
     return lines
 
 
-def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Path:
+def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path, peers: dict[str, dict] | None = None) -> Path:
     """Learning curves, one :func:`benchmarks.atari100k.aggregate.curve_panel` per game with its
     own references and random as horizontal lines."""
     from matplotlib.figure import Figure
@@ -477,6 +517,12 @@ def draw(records: dict[str, dict], summaries: dict[str, dict], out: Path) -> Pat
                   for s in records.get(game, {}).get("seeds", []) if s.get("curve")]
         title = game + (" (off protocol)" if summary and summary["protocol_issues"] else "")
         curve_panel(ax, title, curves, lines, BOOTSTRAP_REPS)
+        for k, (name, peer) in enumerate((peers or {}).get(game, {}).get("peers", {}).items()):
+            seeds = [np.array(s["curve"], float) for s in peer["seeds"]]
+            mean = np.mean([c[:, 1] for c in seeds], 0)
+            ax.plot(seeds[0][:, 0], mean, color=f"C{5 + k}", marker=".", lw=1.2, label=f"{name} (rejax, mean)")
+        if peers and game in peers:
+            ax.legend(fontsize=7)
         ax.set_xlim(0, budget * 1.02)
     axes[-1].axis("off")
     fig.suptitle("MinAtar-100k: greedy evaluation return over training (thin: single seeds; band: rliable bootstrap "
@@ -499,6 +545,9 @@ def aggregate(results_dir: Path, preset: str) -> dict:
             records[game] = record
     summaries = {game: summarize_game(record) for game, record in records.items()}
     verdicts = must_show(summaries)
+    peers = {game: _read_json(Path(results_dir) / f"peers_{game}.json") for game in GAMES
+             if (Path(results_dir) / f"peers_{game}.json").exists()}
+    comparisons = {game: c for game in summaries if (c := versus_peers(summaries[game], peers.get(game)))}
     rows = [table_row(game, summaries[game]) for game in GAMES if game in summaries]
     record = {
         "benchmark": "minatar-100k",
@@ -507,6 +556,7 @@ def aggregate(results_dir: Path, preset: str) -> dict:
         "games": {game: {"result": str(result_path(results_dir, preset, game)), "commit": records[game].get("commit"),
                          "date": records[game].get("date"), **summaries[game]} for game in summaries},
         "must_show": verdicts,
+        "versus_peers": comparisons,
         "references": REFERENCES,
         "reference_ranges": REFERENCE_RANGES,
         "reference_sources": REFERENCE_SOURCES,
@@ -514,10 +564,10 @@ def aggregate(results_dir: Path, preset: str) -> dict:
         "notes": NOTES,
     }
     path = write_result(result_path(results_dir, preset), record, (TABLE_HEADER, rows) if rows else None)
-    print("\n".join([*must_show_lines(verdicts), "", *(f"note: {n}" for n in NOTES)]))
+    print("\n".join([*must_show_lines(verdicts), *peer_lines(comparisons), "", *(f"note: {n}" for n in NOTES)]))
     if records:
         try:
-            print(f"wrote {draw(records, summaries, path.with_suffix('.png'))}")
+            print(f"wrote {draw(records, summaries, path.with_suffix('.png'), peers)}")
         except (ImportError, OSError, ValueError) as e:  # the JSON is the result; the figure is a convenience
             print(f"{PROG}: no figure: {e}", file=sys.stderr)
     return record

@@ -18,3 +18,19 @@ import sys
 TESTS = os.path.dirname(os.path.abspath(__file__))
 if TESTS not in sys.path:  # pytest's default import mode has put it there already; other modes do not
     sys.path.insert(0, TESTS)
+
+# One persistent compilation cache for the session, empty at its start: many tests build the
+# same small programs (the debug preset's act, train and sweep), and a second compile of the
+# same program reads the first from disk (a 32 s compile of a debug run takes 7 s the second
+# time on a 2-core CPU). Tests that count compiles count traces (``_cache_size``), which this
+# does not change. The directory goes with the session.
+import atexit  # noqa: E402
+import shutil  # noqa: E402
+import tempfile  # noqa: E402
+
+import jax  # noqa: E402
+
+_COMPILE_CACHE = tempfile.mkdtemp(prefix="dreamer-tests-xla-")
+atexit.register(shutil.rmtree, _COMPILE_CACHE, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", _COMPILE_CACHE)
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)

@@ -331,3 +331,23 @@ def test_end_to_end_with_train_py(tmp_path):
     assert (tmp_path / "res" / "minatar.png").exists()
     second = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT)
     assert second.returncode == 0 and "not trained again" in second.stdout and "(cached)" in second.stdout
+
+
+def _peers(finals, env_steps=minatar.BUDGET):
+    return {"env_steps": env_steps, "peers": {name: {"seeds": [{"final_eval": {"mean": f}} for f in fs]}
+                                              for name, fs in finals.items()}}
+
+
+def test_versus_peers_counts_only_a_clear_lead_at_our_budget(capsys):
+    summary = {"final_returns": [7.0, 7.3, 6.5]}
+    clear = minatar.versus_peers(summary, _peers({"dqn": [3.0, 3.2, 2.9], "ppo": [4.0, 4.1, 3.8]}))
+    assert clear["ahead_of_every_peer"] and clear["ci_above_every_peer"] and clear["env_steps_match"]
+    np.testing.assert_allclose(clear["peers"]["dqn"]["difference"], 6.9333 - 3.0333, atol=1e-3)
+    close = minatar.versus_peers(summary, _peers({"dqn": [3.0, 3.2, 2.9], "pqn": [5.0, 8.5, 6.5]}))
+    assert close["ahead_of_every_peer"] and not close["ci_above_every_peer"]  # ahead on the mean, CI spans 0
+    behind = minatar.versus_peers(summary, _peers({"pqn": [8.0, 8.0, 8.0]}))
+    assert not behind["ahead_of_every_peer"]
+    short = minatar.versus_peers(summary, _peers({"dqn": [1.0, 1.0, 1.2]}, env_steps=20_000))
+    lines = minatar.peer_lines({"Breakout": short})
+    assert "not counted" in lines[0] and "0 of 0" in lines[1]
+    assert minatar.versus_peers(summary, None) is None
