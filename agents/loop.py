@@ -151,10 +151,13 @@ def evaluate(greedy: Callable, params, envs: VectorEnv, episodes: int, rng: jnp.
     return EvalResult([r for r, _ in games], [c for _, c in games], counts)
 
 
-def play_games(greedy: Callable, fenv: FunctionalEnv, per_env: int, params, rng: jnp.ndarray, seed) -> tuple:
+def play_games(greedy: Callable, fenv: FunctionalEnv, per_env: int, params, rng: jnp.ndarray, seed, *,
+               on_state: bool = False) -> tuple:
     """:func:`evaluate` as one pure function of a :class:`~agents.envs.base.FunctionalEnv`:
     ``per_env`` whole games in each of its envs with ``greedy(params, rng, obs)``, in a
-    ``lax.while_loop``, so it jits and vmaps (over runs) with the rest.
+    ``lax.while_loop``, so it jits and vmaps (over runs) with the rest. With ``on_state``,
+    ``greedy`` takes the env state instead of the observation (an agent planning in the
+    env's own simulator, ``Agent.acts_on == "env_state"``).
 
     The envs start from ``PRNGKey(seed)`` and take their keys as a host env over the same
     functions does (``key, sub = split(key)`` per reset and step); ``rng`` gives the acting
@@ -169,7 +172,7 @@ def play_games(greedy: Callable, fenv: FunctionalEnv, per_env: int, params, rng:
     def body(carry):
         env_state, key, rng, done, returns, capped, counts = carry
         rng, act_key = jax.random.split(rng)
-        action = greedy(params, act_key, fenv.observation(env_state)).action
+        action = greedy(params, act_key, env_state if on_state else fenv.observation(env_state)).action
         wanted = done < per_env
         counts = counts.at[action].add(wanted.astype(jnp.int32))
         key, sub = jax.random.split(key)
@@ -187,10 +190,11 @@ def play_games(greedy: Callable, fenv: FunctionalEnv, per_env: int, params, rng:
 
 
 def evaluate_functional(greedy: Callable, params, fenv: FunctionalEnv, episodes: int, rng: jnp.ndarray,
-                        seed: int) -> EvalResult:
-    """:func:`evaluate` on a pure JAX env, compiled whole (one program, no host step)."""
+                        seed: int, *, on_state: bool = False) -> EvalResult:
+    """:func:`evaluate` on a pure JAX env, compiled whole (one program, no host step);
+    ``on_state`` as for :func:`play_games`."""
     per_env = -(-episodes // fenv.num_envs)
-    out = jax.jit(functools.partial(play_games, greedy, fenv, per_env))(params, rng, seed)
+    out = jax.jit(functools.partial(play_games, greedy, fenv, per_env, on_state=on_state))(params, rng, seed)
     return EvalResult.from_arrays(*out, episodes)
 
 
@@ -328,6 +332,10 @@ class _Run:
             raise ValueError(f"{cfg.env.id} is stepped on the host: several seeds in one program need a pure JAX "
                              f"env (MinAtar/..., gymnax/...); train the seeds one at a time")
         self.agent = agent = make_agent(cfg, self.envs.spec)
+        self.on_state = agent.acts_on == "env_state"
+        if self.on_state and (self.envs.functional is None or self.eval_envs.functional is None):
+            raise ValueError(f"the agent plans in the env's own simulator, which needs a pure JAX env "
+                             f"(MinAtar/...); {cfg.env.id} is stepped on the host")
         self.act = jax.jit(self._map(agent.act, (0, 0, 0, None)))
         self.greedy = jax.jit(agent.greedy)
         self.observe = jax.jit(self._map(agent.observe), donate_argnums=0)
@@ -336,7 +344,8 @@ class _Run:
         fenv = self.eval_envs.functional
         if fenv is not None:
             per_env = -(-cfg.env.eval_episodes // fenv.num_envs)
-            self.play = jax.jit(self._map(functools.partial(play_games, agent.greedy, fenv, per_env)))
+            self.play = jax.jit(self._map(functools.partial(play_games, agent.greedy, fenv, per_env,
+                                                            on_state=self.on_state)))
         keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]
         agent_rng, self.rng = self._pack([k[0] for k in keys]), self._pack([k[1] for k in keys])
         self.state = jax.jit(self._map(agent.init))(agent_rng)
@@ -570,8 +579,9 @@ class _Run:
         calls = max(1, round(k * n * cfg.loop.replay_ratio / per_call))
         init_key, key = self._split(2)
         env_state, frame = jax.jit(self._map(fenv.init))(init_key)
+        one_env = self._unpack(env_state)[0]
         act_shape = jax.eval_shape(self.agent.act, self._unpack(self.state)[0], self._unpack(key)[0],
-                                   fenv.observation(self._unpack(env_state)[0]), 1.0)
+                                   one_env if self.on_state else fenv.observation(one_env), 1.0)
         self._act_names = tuple(act_shape.metrics or {})
         first = self._pack([jnp.ones(n, bool)] * len(self.books))
         self.fused = FusedEnv(env_state, frame, first, key, *self._zero_stats())
@@ -665,7 +675,8 @@ def fused_chunk(agent: Agent, fenv: FunctionalEnv, steps: int, train_calls: int,
     def one(carry, _):
         state, env = carry
         key, act_key, env_key = jax.random.split(env.key, 3)
-        out = agent.act(state, act_key, fenv.observation(env.state), temperature)
+        out = agent.act(state, act_key, env.state if agent.acts_on == "env_state" else fenv.observation(env.state),
+                        temperature)
         action = out.action
         if epsilon_greedy:
             action = explore(explore_key(act_key), action, epsilon, fenv.spec.num_actions)

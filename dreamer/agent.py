@@ -13,6 +13,10 @@ state is one pytree, so it checkpoints as it is:
   dict of scalars named ``group/name``
 * ``params(state) -> params``: the parameters ``greedy`` takes
 
+``act`` and ``greedy`` take observations, or, for an agent whose ``acts_on`` is
+``"env_state"`` (one that plans in the env's own simulator), the state of a pure JAX env
+(:class:`agents.envs.base.FunctionalEnv`), which the loop then passes instead.
+
 EfficientZero (``agents/efficientzero``) is one agent; ``agents/maze`` plans in a known
 model with the same planner.
 
@@ -78,3 +82,4 @@ class Agent(NamedTuple):
     train: Callable[[Any], tuple[Any, dict]]
     params: Callable[[Any], Any]
     updates_per_call: int = 1
+    acts_on: str = "observation"  # what act and greedy take: "observation" or "env_state" (a pure env's state)

@@ -39,7 +39,8 @@ class PlannerConfig:
     """Search settings. Defaults are EfficientZero's (``../shared/PROTOCOL.md``)."""
 
     search: str = "puct"  # "puct" (mctx.muzero_policy) or "gumbel" (mctx.gumbel_muzero_policy)
-    num_simulations: int = 50  # search simulations per agent step
+    model: str = "learned"  # what acting searches in: "learned" (the world model) or "simulator" (the env's own step function, pure JAX envs: MinAtar), with the learned value and policy prior
+    num_simulations: int = 50  # search simulations per agent step (0: no search, the policy prior acts and is its own target)
     discount: float = 0.997**4  # per agent step (0.997 per frame, action repeat 4)
     pb_c_init: float = 1.25  # pUCT exploration constant c1
     pb_c_base: float = 19652.0  # pUCT visit-count scale c2 (exploration grows as visits pass it)
@@ -72,10 +73,11 @@ class PlannerConfig:
 
     def validate(self) -> None:
         _choice(self, "search", ("puct", "gumbel"))
+        _choice(self, "model", ("learned", "simulator"))
         _choice(self, "qtransform", (None, "min_max", "parent_siblings", "completed_mix", "completed_min_max"))
         _require(
-            isinstance(self.num_simulations, int) and self.num_simulations >= 1,
-            f"PlannerConfig.num_simulations must be an integer >= 1, got {self.num_simulations!r}",
+            isinstance(self.num_simulations, int) and self.num_simulations >= 0,
+            f"PlannerConfig.num_simulations must be an integer >= 0, got {self.num_simulations!r}",
         )
         _unit(self, "discount", "dirichlet_fraction")
         _positive(self, "dirichlet_alpha", "min_max_floor", "max_num_considered_actions",
@@ -279,6 +281,11 @@ class Config:
         _require(
             self.network.value_prefix is False or learn.unroll_steps >= 1,
             "learner.unroll_steps must be >= 1",
+        )
+        _require(
+            self.planner.model == "learned" or (learn.reanalyze == "batch" and learn.reanalyze_fraction == 0.0),
+            "planner.model simulator plans from env states, which the replay does not keep: policy reanalysis "
+            "needs the learned model (set learner.reanalyze batch and learner.reanalyze_fraction 0)",
         )
 
     def replace(self, **changes: Any) -> "Config":

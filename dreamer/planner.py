@@ -34,7 +34,8 @@ class PlanOutput(NamedTuple):
     action_weights: jnp.ndarray  # [B, A], the search policy (the policy target)
     root_value: jnp.ndarray  # [B], the search value at the root
     predicted_value: jnp.ndarray  # [B], the network's value at the root
-    tree: mctx.Tree  # the full search tree
+    tree: mctx.Tree | None  # the full search tree (None without search: num_simulations=0)
+    root_state: Any = None  # the model's state at the root (its initial inference)
 
 
 class Embedding(NamedTuple):
@@ -192,10 +193,12 @@ def completed_min_max_qtransform(tree: mctx.Tree, node_index: jnp.ndarray, *, fl
 def root_diagnostics(out: "PlanOutput") -> dict[str, jnp.ndarray]:
     """Per-root search diagnostics ``[B]``: the spread (max - min) of the root's completed Q
     values, and the entropy of the search policy. A spread far below the model's value
-    error means the search cannot tell the actions apart."""
-    q = jax.vmap(completed_qvalues, in_axes=(0, None))(out.tree, jnp.int32(mctx.Tree.ROOT_INDEX))
+    error means the search cannot tell the actions apart (without search it is 0)."""
     p = out.action_weights
     entropy = -jnp.sum(jnp.where(p > 0, p * jnp.log(jnp.where(p > 0, p, 1.0)), 0.0), axis=-1)
+    if out.tree is None:
+        return {"search/root_q_spread": jnp.zeros_like(entropy), "search/policy_entropy": entropy}
+    q = jax.vmap(completed_qvalues, in_axes=(0, None))(out.tree, jnp.int32(mctx.Tree.ROOT_INDEX))
     return {"search/root_q_spread": jnp.max(q, -1) - jnp.min(q, -1), "search/policy_entropy": entropy}
 
 
@@ -357,6 +360,8 @@ def plan(
     root = make_root(initial)
     if invalid_actions is not None:
         invalid_actions = jnp.asarray(invalid_actions).astype(jnp.float32)
+    if config.num_simulations == 0:
+        return prior_policy(rng, root, initial.state, config, invalid_actions, temperature)
     out = search(
         params,
         rng,
@@ -374,4 +379,28 @@ def plan(
         root_value=root_value,
         predicted_value=root.value,
         tree=out.search_tree,
+        root_state=initial.state,
     )
+
+
+def prior_policy(rng: jnp.ndarray, root: mctx.RootFnOutput, root_state: Any, config: PlannerConfig,
+                 invalid_actions: jnp.ndarray | None, temperature: float | jnp.ndarray) -> PlanOutput:
+    """:func:`plan` without search (``num_simulations=0``): the prior (the policy head, with
+    invalid actions masked) is the policy target, the network's value the root value, and the
+    action is drawn as the search would draw it with nothing to improve the prior: Gumbel-max
+    over the prior logits (``gumbel_scale``; 0 plays the argmax), or for pUCT a sample at
+    ``temperature`` (0: the argmax). The no-planning end of a sweep over simulations."""
+    logits = root.prior_logits
+    if invalid_actions is not None:
+        logits = jnp.where(invalid_actions > 0, -jnp.inf, logits)
+    weights = jax.nn.softmax(logits, axis=-1)
+    if config.search == "gumbel":
+        noise = float(config.gumbel_scale) * jax.random.gumbel(rng, logits.shape)
+        action = jnp.argmax(logits + noise, axis=-1)
+    else:
+        temperature = jnp.asarray(temperature, jnp.float32)
+        tempered = logits / jnp.maximum(temperature, 1e-6)
+        sampled = jax.random.categorical(rng, tempered, axis=-1)
+        action = jnp.where(temperature > 0, sampled, jnp.argmax(logits, axis=-1))
+    return PlanOutput(action=action.astype(jnp.int32), action_weights=weights, root_value=root.value,
+                      predicted_value=root.value, tree=None, root_state=root_state)

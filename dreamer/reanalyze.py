@@ -30,7 +30,6 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-import mctx
 
 from dreamer import replay as replay_lib
 from dreamer.agent import in_lockstep
@@ -111,8 +110,7 @@ def sweep(
             version=_put_columns(buf.version, jnp.full(env.shape, version, jnp.int32), c0, n, cols),
         )
         if buf.projection.shape[-1]:  # the consistency target: the root latent's projection
-            root = jax.tree_util.tree_map(lambda x: x[:, mctx.Tree.ROOT_INDEX], out.tree.embeddings.state)
-            proj = model.project(params, root, with_predictor=False)
+            proj = model.project(params, out.root_state, with_predictor=False)
             buf = buf._replace(projection=_put_columns(buf.projection, proj, c0, n, cols))
         stats = stats + jnp.stack([jnp.sum(out.root_value), jnp.sum(out.predicted_value), env.size])
         return buf, key, stats

@@ -51,7 +51,7 @@ def main(argv=None) -> int:
 
     import agents.envs
     from agents.efficientzero import make_agent
-    from agents.loop import EVAL_SEED_OFFSET, evaluate, restore_params
+    from agents.loop import EVAL_SEED_OFFSET, evaluate, evaluate_functional, restore_params
     from dreamer.checkpoint import CheckpointError
     from dreamer.config import from_dict
     from dreamer.logger import git_commit
@@ -73,7 +73,12 @@ def main(argv=None) -> int:
         print(f"evaluate.py: error: {e}", file=sys.stderr)
         return 2
     start = time.time()
-    evaluation = evaluate(jax.jit(agent.greedy), params, eval_envs, episodes, jax.random.PRNGKey(args.seed), args.seed)
+    if eval_envs.functional is not None:  # a pure JAX env: the whole evaluation is one compiled program
+        evaluation = evaluate_functional(agent.greedy, params, eval_envs.functional, episodes,
+                                         jax.random.PRNGKey(args.seed), args.seed, on_state=agent.acts_on == "env_state")
+    else:
+        evaluation = evaluate(jax.jit(agent.greedy), params, eval_envs, episodes, jax.random.PRNGKey(args.seed),
+                              args.seed)
     returns = evaluation.returns
     result = {
         "game": cfg.env.id,

@@ -44,6 +44,9 @@ def check_env(cfg: Config) -> EnvSpec | None:
             raise EnvError(f"{cfg.env.id} is an Atari game with image observations; preset {cfg.preset!r} uses the "
                            f"{cfg.network.kind} network (try --preset atari100k)")
         return None
+    if cfg.planner.model == "simulator" and kind != "minatar":
+        raise EnvError(f"--planner.model simulator plans in the env's own step function, which needs a pure JAX env "
+                       f"(MinAtar/<Game>); {cfg.env.id} is stepped on the host")
     if kind == "minatar":
         from agents.envs.minatar import minatar_spec
 
@@ -74,7 +77,10 @@ def check_model(model: TrainableWorldModel, spec: EnvSpec) -> TrainableWorldMode
 
 def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = None) -> Agent:
     """EfficientZero over ``cfg.env.num_envs`` env streams of ``spec``; ``model`` defaults to
-    :func:`make_model`."""
+    :func:`make_model`. With ``planner.model="simulator"`` acting and evaluation search the
+    game's own step function (:class:`agents.envs.minatar.MinAtarSimulator`) with ``model``'s
+    value and policy prior, and take the env state (``acts_on="env_state"``); the learner
+    trains ``model`` as always."""
     model = make_model(cfg, spec) if model is None else check_model(model, spec)
     learner = Learner(model, cfg.learner, cfg.replay, cfg.planner)
     # Evaluation plays the search's own choice without exploration noise: pUCT's most visited
@@ -93,8 +99,15 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
                                  spec.num_actions, projection_dim)
         return AgentState(train, replay)
 
+    planning_model, perceive = model, lambda obs: obs
+    if cfg.planner.model == "simulator":
+        from agents.envs.minatar import MinAtarSimulator
+
+        planning_model = MinAtarSimulator(cfg.env.id, model)
+        perceive = planning_model.encode
+
     def search(params, rng, obs, planner, temperature) -> ActOutput:
-        out = plan(params, rng, obs, model=model, config=planner, temperature=temperature)
+        out = plan(params, rng, perceive(obs), model=planning_model, config=planner, temperature=temperature)
         return ActOutput(out.action, out.action_weights, out.root_value, out.predicted_value, root_diagnostics(out))
 
     def act(state: AgentState, rng, obs, temperature) -> ActOutput:
@@ -113,4 +126,5 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
         return AgentState(train_state, replay), metrics
 
     return Agent(init=init, act=act, greedy=greedy, observe=observe, train=train,
-                 params=lambda state: state.train.params, updates_per_call=cfg.learner.updates_per_call)
+                 params=lambda state: state.train.params, updates_per_call=cfg.learner.updates_per_call,
+                 acts_on="env_state" if cfg.planner.model == "simulator" else "observation")

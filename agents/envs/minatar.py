@@ -286,3 +286,97 @@ class MinAtarEnvs(ClosesOnExit):
     def __repr__(self) -> str:
         return (f"MinAtarEnvs(game={self.game!r}, num_envs={self.num_envs}, mode={self.mode!r}, "
                 f"frame_shape={self.spec.frame_shape}, num_actions={self.spec.num_actions})")
+
+
+class MinAtarSimulator:
+    """The game itself as a :class:`~dreamer.world_model.WorldModel`: the planner searches
+    gymnax's own step function instead of a learned dynamics model (the bound a perfect world
+    model gives), with a learned ``predictor``'s value and policy prior at every node.
+
+    A search state is one game's gymnax state (the sticky-action wrapper's inner state)
+    flattened into a float32 vector (``jax.flatten_util.ravel_pytree``; the counters, positions
+    and flags of MinAtar states are small integers, exact in float32), so :func:`dreamer.plan`
+    takes a batch of them ``[B, D]`` as its observations and checks them like any others.
+    :meth:`encode` turns a :class:`MinAtarState` batch into that input.
+
+    ``recurrent_inference`` steps the game without sticky actions (the planner plays the action
+    it chooses) and with a key fixed by the state's step count and the action, so the game's own
+    randomness (spawns) is sampled once per edge and the model is deterministic, as the search
+    assumes. Rewards are the game's; ``discount`` is 0 after the game ends (terminal or its
+    time limit). ``predictor`` is any model with ``initial_inference(params, frames)`` over the
+    game's bool frames (EfficientZero's learned model); ``params`` are its parameters.
+    """
+
+    value_prefix = False
+    observation_dtype = None
+
+    def __init__(self, game: str, predictor: Any):
+        import jax
+
+        self.env, self.params = make_gymnax(game, sticky_action_prob=0.0)
+        self.game = game_name(game)
+        self.predictor = predictor
+        self.num_actions = int(self.env.num_actions)
+        _, example = self.env.reset(jax.random.PRNGKey(0), self.params)
+        leaves, self._treedef = jax.tree_util.tree_flatten(example.env_state)
+        self._leaves = [(np.shape(x), np.asarray(x).dtype) for x in leaves]
+        self.observation_shape = (int(sum(np.prod(shape, dtype=int) for shape, _ in self._leaves)),)
+
+    def _ravel(self, state):
+        """One game state -> ``float32 [D]``."""
+        import jax
+        import jax.numpy as jnp
+
+        return jnp.concatenate([jnp.ravel(x).astype(jnp.float32) for x in jax.tree_util.tree_leaves(state)])
+
+    def _unravel(self, flat):
+        """``float32 [D]`` -> one game state, every leaf back in its own dtype."""
+        import jax
+        import jax.numpy as jnp
+
+        leaves, at = [], 0
+        for shape, dtype in self._leaves:
+            size = int(np.prod(shape, dtype=int))
+            x = flat[at:at + size].reshape(shape)
+            leaves.append(x > 0.5 if dtype == np.bool_ else (jnp.round(x) if np.issubdtype(dtype, np.integer) else x)
+                          .astype(dtype))
+            at += size
+        return jax.tree_util.tree_unflatten(self._treedef, leaves)
+
+    def encode(self, env_state: MinAtarState):
+        """``MinAtarState`` of ``N`` envs -> the planner's input ``float32 [N, D]``."""
+        import jax
+
+        return jax.vmap(self._ravel)(env_state.game.env_state)
+
+    def _frames(self, states):
+        import jax
+        import jax.numpy as jnp
+
+        return jax.vmap(lambda s: self.env.get_obs(s, self.params))(states).astype(jnp.bool_)
+
+    def _evaluate(self, params, states):
+        out = self.predictor.initial_inference(params, self._frames(states))
+        return out.value, out.policy_logits
+
+    def initial_inference(self, params, obs):
+        from dreamer.world_model import InitialOutput
+        import jax
+
+        value, logits = self._evaluate(params, jax.vmap(self._unravel)(obs))
+        return InitialOutput(obs, value, logits)
+
+    def recurrent_inference(self, params, state, action):
+        import jax
+        import jax.numpy as jnp
+        from dreamer.world_model import RecurrentOutput
+
+        states = jax.vmap(self._unravel)(state)
+        keys = jax.vmap(lambda t, a: jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(0), t), a))(
+            jnp.asarray(states.time, jnp.int32), action)
+        # step_env's time-limit flag is gymnax's is_terminal (the game over or the step cap)
+        _, nxt, reward, done, _ = jax.vmap(self.env.step_env, in_axes=(0, 0, 0, None))(keys, states, action,
+                                                                                        self.params)
+        value, logits = self._evaluate(params, nxt)
+        return RecurrentOutput(jax.vmap(self._ravel)(nxt), reward.astype(jnp.float32), value, logits,
+                               1.0 - done.astype(jnp.float32))

@@ -426,8 +426,8 @@ def test_bad_input_raises_value_error_naming_expected_and_given():
         plan(params, key, jnp.zeros((1,), jnp.int32), model=PLAIN, config=cfg)
     with pytest.raises(ValueError, match=r"observation dtype: expected int32, got float32"):
         plan(params, key, ALL_OBS.astype(jnp.float32), model=PLAIN, config=cfg)
-    with pytest.raises(ValueError, match=r"num_simulations must be an integer >= 1, got 0"):
-        PlannerConfig(num_simulations=0)
+    with pytest.raises(ValueError, match=r"num_simulations must be an integer >= 0, got -1"):
+        PlannerConfig(num_simulations=-1)
     with pytest.raises(ValueError, match=r"search must be one of \('puct', 'gumbel'\), got 'foo'"):
         PlannerConfig(search="foo")
     with pytest.raises(ValueError, match=r"invalid_actions shape: expected \[B, A\] = \[32, 4\].*got \[32, 3\]"):
@@ -453,3 +453,23 @@ def test_integer_valued_config_numbers_are_accepted():
         traced = functools.partial(plan, model=PLAIN, config=config)
         out = jax.eval_shape(traced, known_params("exact"), jax.random.PRNGKey(0), obs)
         assert out.action.shape == (NUM_STATES,)
+
+
+@pytest.mark.parametrize("kind", ["puct", "gumbel"])
+def test_no_search_plays_and_targets_the_prior(kind):
+    """num_simulations=0: no tree; the policy target is the prior (masked), the root value
+    the network's, and the greedy action the prior's argmax."""
+    logits = np.asarray(jax.random.normal(jax.random.PRNGKey(3), (NUM_STATES, NUM_ACTIONS)))
+    params = table_params(TABLES, value=np.linspace(-1.0, 1.0, NUM_STATES), logits=logits)
+    obs = jnp.arange(6, dtype=jnp.int32)[:, None]
+    config = PlannerConfig(search=kind, num_simulations=0, discount=GAMMA, gumbel_scale=0.0, dirichlet_fraction=0.0)
+    invalid = jnp.zeros((6, NUM_ACTIONS)).at[:, 0].set(1.0)
+    out = jax.jit(lambda p, k, o: plan(p, k, o, model=PLAIN, config=config, invalid_actions=invalid,
+                                       temperature=0.0))(params, jax.random.PRNGKey(0), obs)
+    initial = PLAIN.initial_inference(params, obs)
+    prior = jax.nn.softmax(jnp.where(invalid > 0, -jnp.inf, initial.policy_logits), -1)
+    assert out.tree is None
+    np.testing.assert_allclose(out.action_weights, prior, rtol=1e-6)
+    np.testing.assert_allclose(out.root_value, initial.value, rtol=1e-6)
+    np.testing.assert_array_equal(out.action, np.argmax(np.asarray(prior), -1))
+    assert (np.asarray(out.action) != 0).all()
