@@ -37,7 +37,8 @@ BUDGET = 100_000
 EVAL_EVERY = 10_000
 EVAL_GAMES = 30
 DEFAULT_SEEDS = (0, 1, 2)
-HIDDEN = (256, 256)  # every peer's MLP, as wide as our model's (rejax's default is 64 x 64)
+PPO_HIDDEN = (256, 256)  # PPO's actor and critic MLPs, as wide as our model's (rejax's default is 64 x 64)
+Q_HIDDEN = (128,)  # DQN's and PQN's layer after their convolution (the MinAtar paper's network)
 
 # Settings per algorithm: rejax field -> value, with the reason or source. Every algorithm
 # sees the same env, budget and evaluation; these are each one's own training settings.
@@ -45,8 +46,9 @@ PEERS: dict[str, dict] = {
     "dqn": {
         "source": "the MinAtar paper's DQN (Young & Tian 2019, Table 3): batch 32, replay 100k, target network "
                   "every 1,000 steps, epsilon 1 -> 0.1 over the first 100k frames, learning starts at 5,000 frames, "
-                  "one update per env step, gamma 0.99, lr 2.5e-4 (Adam here: rejax has no centred RMSProp); an MLP "
-                  "256-256 instead of its 16-channel conv (rejax 0.1.3 has none); plain (not double) DQN",
+                  "one update per env step, gamma 0.99, lr 2.5e-4 (Adam here: rejax has no centred RMSProp); its "
+                  "network: a 3x3 convolution with 16 channels (stride 1, no padding), ReLU, a 128-unit ReLU layer; "
+                  "plain (not double) DQN",
         "config": {"num_envs": 1, "buffer_size": 100_000, "fill_buffer": 5_000, "batch_size": 32,
                    "learning_rate": 2.5e-4, "max_grad_norm": 10.0, "target_update_freq": 1_000, "polyak": 0.0,
                    "eps_start": 1.0, "eps_end": 0.1, "exploration_fraction": 1.0, "gamma": 0.99, "ddqn": False,
@@ -59,12 +61,13 @@ PEERS: dict[str, dict] = {
         "config": {"num_envs": 32, "num_steps": 32, "num_epochs": 4, "num_minibatches": 4,
                    "learning_rate": 0.00025674088686342003, "max_grad_norm": 1.0, "gamma": 0.995, "gae_lambda": 0.95,
                    "clip_eps": 0.2, "ent_coef": 0.01, "vf_coef": 0.5,
-                   "agent_kwargs": {"activation": "tanh", "hidden_layer_sizes": HIDDEN}},
+                   "agent_kwargs": {"activation": "tanh", "hidden_layer_sizes": PPO_HIDDEN}},
     },
     "pqn": {
         "source": "rejax's PQN settings for gymnax control tasks (its configs/gymnax/acrobot.yaml): 16 envs x 128 "
                   "steps, 16 minibatches, 5 epochs, lr 3e-4, grad norm 10, epsilon 1 -> 0.05 over half the budget, "
-                  "gamma 0.99, lambda 0.9; LayerNorm-ReLU MLP 256-256",
+                  "gamma 0.99, lambda 0.9; the DQN peer's network (MinAtar's convolution, then 128 units) with "
+                  "LayerNorm before each ReLU, as PQN normalises its layers",
         "config": {"num_envs": 16, "num_steps": 128, "num_minibatches": 16, "num_epochs": 5, "learning_rate": 3e-4,
                    "max_grad_norm": 10.0, "eps_start": 1.0, "eps_end": 0.05, "exploration_fraction": 0.5,
                    "gamma": 0.99, "td_lambda": 0.9},
@@ -82,6 +85,21 @@ def _rejax():
     except ImportError:
         raise SystemExit(f'{PROG}: error: the peer baselines need rejax: pip install -e ".[bench]"') from None
     return rejax
+
+
+def conv_q_network():
+    """MinAtar's DQN network as a rejax Q-network: one 3x3 convolution (16 channels, stride 1,
+    no padding) and its activation before rejax's MLP and linear Q head (rejax 0.1.3 has only MLPs)."""
+    import jax.numpy as jnp
+    from flax import linen as nn
+    from rejax.networks import DiscreteQNetwork
+
+    class ConvQNetwork(DiscreteQNetwork):
+        @nn.compact
+        def __call__(self, obs):
+            return super().__call__(self.activation(nn.Conv(16, (3, 3), padding="VALID")(obs.astype(jnp.float32))))
+
+    return ConvQNetwork
 
 
 def greedy_action(name: str, algo, ts, obs):
@@ -124,12 +142,12 @@ def build(name: str, game: str, steps: int):
 
     algo = cls.create(env=Shared(env), env_params=params, total_timesteps=steps, eval_freq=EVAL_EVERY,
                       skip_initial_evaluation=True, **PEERS[name]["config"])
-    if name in ("dqn", "pqn"):  # rejax fixes their MLP at 64 x 64: the same Q-network, wider
-        from rejax.networks import DiscreteQNetwork, EpsilonGreedyPolicy
+    if name in ("dqn", "pqn"):  # rejax fixes their network at an MLP of 64 x 64: MinAtar's instead
+        from rejax.networks import EpsilonGreedyPolicy
 
-        act = (lambda x: nn.relu(nn.LayerNorm()(x))) if name == "pqn" else nn.swish
-        algo = algo.replace(agent=EpsilonGreedyPolicy(DiscreteQNetwork)(
-            hidden_layer_sizes=HIDDEN, action_dim=int(env.action_space(params).n), activation=act))
+        act = (lambda x: nn.relu(nn.LayerNorm()(x))) if name == "pqn" else nn.relu
+        algo = algo.replace(agent=EpsilonGreedyPolicy(conv_q_network())(
+            hidden_layer_sizes=Q_HIDDEN, action_dim=int(env.action_space(params).n), activation=act))
 
     def train(seed):
         """One seed's whole training; its evaluations know the seed (a tracer under vmap)."""
@@ -157,7 +175,8 @@ def run_game(game: str, algos, seeds, steps: int) -> dict:
                                                             "episodes": int(final.size)},
                              "curve": [[int((k + 1) * EVAL_EVERY), float(c.mean())] for k, c in enumerate(curve)]})
         finals = [p["final_eval"]["mean"] for p in per_seed]
-        out[name] = {"source": PEERS[name]["source"], "config": PEERS[name]["config"], "hidden": list(HIDDEN),
+        out[name] = {"source": PEERS[name]["source"], "config": PEERS[name]["config"],
+                     "hidden": list(PPO_HIDDEN if name == "ppo" else Q_HIDDEN),
                      "seeds": per_seed, "mean": float(np.mean(finals)), "seconds_all_seeds": seconds}
         print(f"{game} {name}: final {' / '.join(f'{f:.2f}' for f in finals)} (mean {np.mean(finals):.2f}), "
               f"{seconds:.0f} s for {len(seeds)} seeds", flush=True)
