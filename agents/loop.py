@@ -37,6 +37,7 @@ import numpy as np
 
 from agents.envs.base import EnvSpec, FunctionalEnv, VectorEnv, game_info
 from dreamer import checkpoint as ckpt_lib
+from dreamer import sharding
 from dreamer.agent import RUNS_AXIS, Agent, Transition
 from dreamer.config import Config, config_differences, to_dict
 from dreamer.logger import Logger, Progress, git_commit, truncate_metrics
@@ -202,8 +203,9 @@ class RunBook:
     """One run's host side: its config and directory, counters, logger, checkpointer, and
     the training games and act metrics gathered since its last log line."""
 
-    def __init__(self, cfg: Config, run_dir: str):
+    def __init__(self, cfg: Config, run_dir: str, *, primary: bool = True):
         self.cfg, self.run_dir = cfg, run_dir
+        self.primary = primary  # writes the run's files (every process checkpoints, collectively)
         os.makedirs(run_dir, exist_ok=True)
         self.checkpointer = ckpt_lib.Checkpointer(run_dir, keep=cfg.loop.keep_checkpoints)
         self.counters = Counters()
@@ -221,13 +223,18 @@ class RunBook:
                                                allowed_differences=RESUMABLE_FIELDS)
         self.counters = Counters(**meta["counters"])
         self.resumed = True
-        truncate_metrics(os.path.join(self.run_dir, "metrics.jsonl"), self.counters.env_steps)
+        if self.primary:
+            truncate_metrics(os.path.join(self.run_dir, "metrics.jsonl"), self.counters.env_steps)
         return snap
 
     def open(self, *, tensorboard: bool, progress: bool, label: str = "") -> None:
         """Starts the logger and progress display; writes config.json and run.json."""
-        self.logger = Logger(self.run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time)
-        self.progress = Progress(self.cfg.loop.env_steps, self.counters.env_steps, enabled=progress, label=label)
+        self.logger = Logger(self.run_dir, tensorboard=tensorboard, time_offset=self.counters.wall_time,
+                             enabled=self.primary)
+        self.progress = Progress(self.cfg.loop.env_steps, self.counters.env_steps, enabled=progress and self.primary,
+                                 label=label)
+        if not self.primary:
+            return
         with open(os.path.join(self.run_dir, "config.json"), "w") as f:
             json.dump(to_dict(self.cfg), f, indent=2)
         with open(os.path.join(self.run_dir, "run.json"), "w") as f:
@@ -300,8 +307,9 @@ class RunBook:
         c.wall_time = self.logger.elapsed
         summary = dataclasses.asdict(c)
         summary["best_eval_return"] = None if math.isinf(c.best_eval_return) else c.best_eval_return
-        with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=2)
+        if self.primary:
+            with open(os.path.join(self.run_dir, "summary.json"), "w") as f:
+                json.dump(summary, f, indent=2)
         self.logger.close()
         return c
 
@@ -321,40 +329,94 @@ class _Run:
     state (with a leading runs axis for a group), the envs, and one :class:`RunBook` per run."""
 
     def __init__(self, cfgs: list[Config], make_agent: MakeAgent, make_envs: MakeEnvs, run_dirs: list[str], *,
-                 progress: bool, tensorboard: bool):
+                 progress: bool, tensorboard: bool, mesh: Any = None):
         check_group(cfgs, run_dirs)
         self.cfg = cfg = cfgs[0]
         self.grouped = len(cfgs) > 1
-        self.books = [RunBook(c, d) for c, d in zip(cfgs, run_dirs)]
+        self.mesh = check_mesh(mesh, cfgs)
+        self.books = [RunBook(c, d, primary=sharding.is_primary()) for c, d in zip(cfgs, run_dirs)]
         self.envs = make_envs(cfg.env, "train", cfg.seed)
         self.eval_envs = make_envs(cfg.env, "eval", cfg.seed + EVAL_SEED_OFFSET)
         if self.grouped and (self.envs.functional is None or self.eval_envs.functional is None):
             raise ValueError(f"{cfg.env.id} is stepped on the host: several seeds in one program need a pure JAX "
                              f"env (MinAtar/..., gymnax/...); train the seeds one at a time")
+        if jax.process_count() > 1 and self.envs.functional is None:
+            raise ValueError(f"a multi-host run steps pure JAX envs on each host's devices (MinAtar/...); {cfg.env.id} "
+                             f"is stepped on the host: train it on one host")
         self.agent = agent = make_agent(cfg, self.envs.spec)
         self.on_state = agent.acts_on == "env_state"
         if self.on_state and (self.envs.functional is None or self.eval_envs.functional is None):
             raise ValueError(f"the agent plans in the env's own simulator, which needs a pure JAX env "
                              f"(MinAtar/...); {cfg.env.id} is stepped on the host")
-        self.act = jax.jit(self._map(agent.act, (0, 0, 0, None)))
-        self.greedy = jax.jit(agent.greedy)
-        self.observe = jax.jit(self._map(agent.observe), donate_argnums=0)
-        self.train_step = jax.jit(self._map(agent.train), donate_argnums=0)
-        self.explore = jax.jit(self._map(explore, (0, 0, None, None)), static_argnums=3)
+        keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]
+        agent_rng, self.rng = self._pack([k[0] for k in keys]), self._pack([k[1] for k in keys])
+        self.state_sh = self._state_shardings(jax.eval_shape(self._map(agent.init), agent_rng))
+        self.act = self._jit(self._map(agent.act, (0, 0, 0, None)))
+        self.greedy = self._jit(agent.greedy)
+        self.observe = self._jit(self._map(agent.observe), donate_argnums=0, out_shardings=self.state_sh)
+        self.train_step = self._jit(self._map(agent.train), donate_argnums=0, out_shardings=(self.state_sh, self._rep))
+        self.explore = self._jit(self._map(explore, (0, 0, None, None)), static_argnums=3)
         fenv = self.eval_envs.functional
         if fenv is not None:
             per_env = -(-cfg.env.eval_episodes // fenv.num_envs)
-            self.play = jax.jit(self._map(functools.partial(play_games, agent.greedy, fenv, per_env,
-                                                            on_state=self.on_state)))
-        keys = [jax.random.split(jax.random.PRNGKey(c.seed)) for c in cfgs]
-        agent_rng, self.rng = self._pack([k[0] for k in keys]), self._pack([k[1] for k in keys])
-        self.state = jax.jit(self._map(agent.init))(agent_rng)
+            self.play = self._jit(self._map(functools.partial(play_games, agent.greedy, fenv, per_env,
+                                                              on_state=self.on_state)), out_shardings=self._rep)
+        self.state = self._jit(self._map(agent.init), out_shardings=self.state_sh)(agent_rng)
         self.train_metrics: dict = {}  # the last train call's metrics (device arrays until logged)
         self.fused: FusedEnv | None = None  # the carry of a pure JAX env (see _fused_steps)
         self._restore()
         for i, book in enumerate(self.books):
             book.open(tensorboard=tensorboard, progress=progress and (i == 0 or not _is_tty()),
                       label=f"seed {book.cfg.seed}" if self.grouped else "")
+
+    # -- devices -------------------------------------------------------------------------------
+    @property
+    def _rep(self) -> Any:
+        """Replicated over the mesh (None without one: jax's default placement)."""
+        return None if self.mesh is None else sharding.replicated(self.mesh)
+
+    def _state_shardings(self, shapes: Any) -> Any:
+        """Where the agent state lies on the mesh: runs side by side along it (their leading
+        axis), one run as the agent says (its replay along the envs); None without a mesh."""
+        if self.mesh is None:
+            return None
+        if self.grouped:
+            return jax.tree_util.tree_map(lambda _: sharding.leading(self.mesh), shapes)
+        if self.agent.shardings is None:
+            return jax.tree_util.tree_map(lambda _: self._rep, shapes)
+        return self.agent.shardings(shapes, self.mesh)
+
+    def _jit(self, fn: Callable, out_shardings: Any = None, **kwargs) -> Callable:
+        """``jax.jit(fn)``; on a mesh, its outputs placed by ``out_shardings`` and its traces made
+        under the mesh (one run: the learner then puts its batch along the data axis)."""
+        if self.mesh is None:
+            return jax.jit(fn, **kwargs)
+        jitted = jax.jit(fn, out_shardings=out_shardings, **kwargs)
+        if self.grouped:  # the runs axis carries the mesh; inside a run nothing is split further
+            return jitted
+
+        def call(*args, **kw):
+            with jax.set_mesh(self.mesh):
+                return jitted(*args, **kw)
+
+        call.jitted = jitted
+        return call
+
+    def _put_batch(self, x: Any) -> Any:
+        """Host arrays of the training envs (leading axis ``N``) onto the devices, along the mesh."""
+        if self.mesh is None:
+            return jnp.asarray(x)
+        return sharding.place(x, sharding.leading(self.mesh))
+
+    def _fused_shardings(self, fused: "FusedEnv") -> Any:
+        if self.mesh is None:
+            return None
+        if self.grouped:
+            return jax.tree_util.tree_map(lambda _: sharding.leading(self.mesh), fused)
+        n, lead, rep = self.envs.num_envs, sharding.leading(self.mesh), self._rep
+        return FusedEnv(sharding.by_leading_axis(fused.state, self.mesh, n), lead, lead, rep,
+                        jax.tree_util.tree_map(lambda _: rep, fused.games),
+                        jax.tree_util.tree_map(lambda _: rep, fused.act_sums))
 
     # -- one run or many ------------------------------------------------------------------------
     def _map(self, fn: Callable, in_axes: Any = 0) -> Callable:
@@ -415,6 +477,8 @@ class _Run:
                                            f"runs trained side by side resume from one step")
         self.state = self._pack([s["agent"] for s in snaps])
         self.rng = self._pack([s["rng"] for s in snaps])
+        if self.mesh is not None:  # the devices of this launch, whatever the saving launch had
+            self.state = sharding.place(self.state, self.state_sh)
 
     def save(self) -> None:
         """Checkpoints every run (after checking the last train metrics are finite)."""
@@ -423,7 +487,7 @@ class _Run:
             book.save(snap)
 
     def check_finite(self, metrics: dict) -> None:
-        for book, row in zip(self.books, self._unpack(metrics)):
+        for book, row in zip(self.books, self._unpack(sharding.fetch(metrics))):
             book.check_finite(row)
 
     # -- pieces --------------------------------------------------------------------------------
@@ -449,7 +513,7 @@ class _Run:
         params = self.agent.params(self.state)
         if self.eval_envs.functional is None:
             return [evaluate(self.greedy, params, self.eval_envs, cfg.env.eval_episodes, key, seeds[0])]
-        out = jax.device_get(self.play(params, key, self._pack([jnp.int32(s) for s in seeds])))
+        out = sharding.fetch(self.play(params, key, self._pack([jnp.int32(s) for s in seeds])))
         return [EvalResult.from_arrays(*row, cfg.env.eval_episodes) for row in self._unpack(out)]
 
     def run_evaluation(self) -> float:
@@ -462,7 +526,7 @@ class _Run:
         log (the one host sync of the training loop); returns the (first) run's record."""
         self.check_finite(self.train_metrics)
         self.drain()
-        rows = self._unpack(jax.device_get(self.train_metrics))
+        rows = self._unpack(sharding.fetch(self.train_metrics))
         return [book.log(row) for book, row in zip(self.books, rows)][0]
 
     def total_updates(self) -> int:
@@ -552,7 +616,7 @@ class _Run:
         first = np.ones(envs.num_envs, bool)
         while True:
             (key,) = self._split(1)
-            out = self.act(self.state, key, jnp.asarray(envs.observation()), temperature_at(cfg, c.env_steps))
+            out = self.act(self.state, key, self._put_batch(envs.observation()), temperature_at(cfg, c.env_steps))
             self.train_owed()  # dispatched before the envs step, so both run at once
             action = out.action
             if cfg.loop.epsilon_schedule:
@@ -578,17 +642,25 @@ class _Run:
         k = max(1, min(math.ceil(per_call / (n * cfg.loop.replay_ratio)), cfg.loop.eval_every // n))
         calls = max(1, round(k * n * cfg.loop.replay_ratio / per_call))
         init_key, key = self._split(2)
-        env_state, frame = jax.jit(self._map(fenv.init))(init_key)
+        shapes = jax.eval_shape(self._map(fenv.init), init_key)
+        env_sh = None if self.mesh is None else self._fused_shardings(FusedEnv(shapes[0], shapes[1], shapes[1], None,
+                                                                                  (), {}))[:2]
+        env_state, frame = self._jit(self._map(fenv.init), out_shardings=env_sh)(init_key)
         one_env = self._unpack(env_state)[0]
         act_shape = jax.eval_shape(self.agent.act, self._unpack(self.state)[0], self._unpack(key)[0],
                                    one_env if self.on_state else fenv.observation(one_env), 1.0)
         self._act_names = tuple(act_shape.metrics or {})
         first = self._pack([jnp.ones(n, bool)] * len(self.books))
         self.fused = FusedEnv(env_state, frame, first, key, *self._zero_stats())
+        if self.mesh is not None:  # as the chunks return it, so that the first call compiles what the others run
+            self.fused = sharding.place(self.fused, self._fused_shardings(self.fused))
         self._fused_steps_since_drain = 0
         epsilon_greedy = cfg.loop.epsilon_schedule != ()
-        chunk = {t: jax.jit(self._map(functools.partial(fused_chunk, self.agent, fenv, k, t, epsilon_greedy=epsilon_greedy),
-                                      (0, 0, None, None)), donate_argnums=(0, 1))
+        carry_sh = self._fused_shardings(self.fused)
+        chunk = {t: self._jit(self._map(functools.partial(fused_chunk, self.agent, fenv, k, t,
+                                                          epsilon_greedy=epsilon_greedy), (0, 0, None, None)),
+                              donate_argnums=(0, 1),
+                              out_shardings=None if self.mesh is None else (self.state_sh, carry_sh, self._rep))
                  for t in (0, calls)}
         while True:
             before = c.env_steps
@@ -607,17 +679,38 @@ class _Run:
         """Moves the device-side game counts and act metric sums of a fused env to the host."""
         if self.fused is None:
             return
-        games, sums = jax.device_get((self.fused.games, self.fused.act_sums))
+        games, sums = sharding.fetch((self.fused.games, self.fused.act_sums))
         for book, g, s in zip(self.books, self._unpack(games), self._unpack(sums)):
             book.games += g
             book.add_act_metrics(s, self._fused_steps_since_drain)
         games, act_sums = self._zero_stats()  # new buffers: the chunks donate the carry
+        if self.mesh is not None:
+            games, act_sums = sharding.place((games, act_sums), jax.tree_util.tree_map(
+                lambda _: sharding.leading(self.mesh) if self.grouped else self._rep, (games, act_sums)))
         self.fused = self.fused._replace(games=games, act_sums=act_sums)
         self._fused_steps_since_drain = 0
 
     def _zero_stats(self) -> tuple:
         zeros = (jnp.zeros(2, jnp.float32), {name: jnp.zeros((), jnp.float32) for name in self._act_names})
         return self._pack([zeros] * len(self.books))
+
+
+def check_mesh(mesh: Any, cfgs: list[Config]) -> Any:
+    """The mesh to train on (``None``: one device, the single-device program), or a one-line
+    ``ValueError`` when the runs do not split evenly over its devices."""
+    if mesh is None or (mesh.size == 1 and jax.process_count() == 1):
+        return None
+    n, cfg = mesh.size, cfgs[0]
+    if len(cfgs) > 1:
+        if len(cfgs) % n:
+            raise ValueError(f"{len(cfgs)} runs side by side do not split over {n} devices: give a multiple of {n} "
+                             f"seeds, or fewer devices")
+        return mesh
+    for name, value in (("env.num_envs", cfg.env.num_envs), ("replay.batch_size", cfg.replay.batch_size)):
+        if value % n:
+            raise ValueError(f"{name} ({value}) does not split over {n} devices: make it a multiple of {n}, or use "
+                             f"fewer devices")
+    return mesh
 
 
 def check_group(cfgs: list[Config], run_dirs: list[str]) -> None:
@@ -711,13 +804,13 @@ def restore_params(agent: Agent, cfg: Config, run_dir: str) -> tuple[Any, dict]:
 
 
 def open_run(cfg: Config | list[Config], make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str | list[str], *,
-             progress: bool = True, tensorboard: bool = True) -> _Run:
+             progress: bool = True, tensorboard: bool = True, mesh: Any = None) -> _Run:
     """Builds (or resumes, when ``run_dir`` holds a checkpoint) a run without starting it; with
     lists of configs (differing only in the seed) and run directories, a group of runs
     trained side by side in one program (see the module docstring)."""
     cfgs = list(cfg) if isinstance(cfg, (list, tuple)) else [cfg]
     run_dirs = list(run_dir) if isinstance(run_dir, (list, tuple)) else [run_dir]
-    return _Run(cfgs, make_agent, make_envs, run_dirs, progress=progress, tensorboard=tensorboard)
+    return _Run(cfgs, make_agent, make_envs, run_dirs, progress=progress, tensorboard=tensorboard, mesh=mesh)
 
 
 def train(cfg: Config, make_agent: MakeAgent, make_envs: MakeEnvs, run_dir: str, *, progress: bool = True,

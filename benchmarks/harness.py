@@ -49,7 +49,7 @@ def _proc_field(path: str, key: str) -> str | None:
 
 
 def machine() -> dict:
-    """Where a result is measured: OS, CPU model and count, memory, Python, the versions of
+    """Where a result is measured: OS, CPU model, clock and count, memory, Python, the versions of
     jax, jaxlib and the libraries the benchmarks exercise, jax's backend and devices, and
     the load average when called (the machines are often shared)."""
     devices = jax.devices()
@@ -57,6 +57,10 @@ def machine() -> dict:
     return {
         "platform": platform.platform(),
         "processor": _proc_field("/proc/cpuinfo", "model name") or platform.processor() or platform.machine(),
+        # machines of one name differ (a VM's "AMD EPYC" has run one preset at 100 and at 190 env
+        # steps/s): the clock and the widest vector unit tell some of them apart
+        "cpu_mhz": _proc_field("/proc/cpuinfo", "cpu MHz"),
+        "avx512": "avx512f" in (_proc_field("/proc/cpuinfo", "flags") or "").split(),
         "cpu_count": os.cpu_count(),
         "mem_total_gib": round(int(mem_kib.split()[0]) / 2**20, 1) if mem_kib else None,
         "python": platform.python_version(),

@@ -13,6 +13,9 @@ state is one pytree, so it checkpoints as it is:
   dict of scalars named ``group/name``
 * ``params(state) -> params``: the parameters ``greedy`` takes
 
+On a device mesh (:mod:`dreamer.sharding`) the loop places the state as ``shardings(state
+shapes, mesh)`` says (an agent's replay along the envs, its params replicated).
+
 ``act`` and ``greedy`` take observations, or, for an agent whose ``acts_on`` is
 ``"env_state"`` (one that plans in the env's own simulator), the state of a pure JAX env
 (:class:`agents.envs.base.FunctionalEnv`), which the loop then passes instead.
@@ -83,3 +86,5 @@ class Agent(NamedTuple):
     params: Callable[[Any], Any]
     updates_per_call: int = 1
     acts_on: str = "observation"  # what act and greedy take: "observation" or "env_state" (a pure env's state)
+    # (state shapes, mesh) -> the state's shardings on a data mesh (dreamer.sharding); None: all replicated
+    shardings: Callable[[Any, Any], Any] | None = None

@@ -61,6 +61,18 @@ def _spec(x: Any, path: str) -> tuple[list, str]:
     return list(x.shape), str(x.dtype if _is_key(x) else np.dtype(x.dtype))
 
 
+def _spans_hosts(x: Any) -> bool:
+    """A jax.Array split over several processes' devices: no process holds all of it."""
+    return isinstance(x, jax.Array) and not x.is_fully_addressable and not x.is_fully_replicated
+
+
+def _host_copy(x: Any) -> np.ndarray:
+    """``x`` as a host array (a multi-host array replicated on every process: this process's copy)."""
+    if isinstance(x, jax.Array) and not x.is_fully_addressable:
+        x = x.addressable_data(0)
+    return np.asarray(x)
+
+
 def _crc32(data: np.ndarray) -> int:
     return zlib.crc32(np.ascontiguousarray(data).reshape(-1).view(np.uint8))
 
@@ -76,6 +88,9 @@ def _to_target_kind(data: np.ndarray, target: Any, key_impl: str | None) -> Any:
     if isinstance(target, np.ndarray):
         return data if data.flags.writeable else data.copy()
     sharding = getattr(target, "sharding", None) or jax.sharding.SingleDeviceSharding(jax.devices()[0])
+    if not sharding.is_fully_addressable:  # a multi-host array: each process puts the slices its devices hold
+        out = jax.make_array_from_callback(data.shape, sharding, lambda index: data[index])
+        return jax.random.wrap_key_data(out, impl=key_impl) if key_impl else out
     return jax.device_put(jax.random.wrap_key_data(data, impl=key_impl) if key_impl else data, sharding)
 
 
@@ -151,7 +166,14 @@ class Checkpointer:
         for i, (path, x) in enumerate(zip(*_flatten(state)[:2])):
             shape, dtype = _spec(x, path)
             impl = str(jax.random.key_impl(x)) if _is_key(x) else None
-            data = np.asarray(jax.random.key_data(x) if impl else x)
+            if _spans_hosts(x):  # written collectively: each process writes the shards its devices hold
+                data = jax.random.key_data(x) if impl else x
+                if data.size:
+                    arrays[str(i)] = data
+                leaves.append(dict(path=path, shape=shape, dtype=dtype, stored=[list(data.shape), str(np.dtype(data.dtype))],
+                                   crc32=None, key_impl=impl))  # no process sees the whole leaf to sum it
+                continue
+            data = _host_copy(jax.random.key_data(x) if impl else x)
             if data.size:  # orbax refuses zero-size arrays; the record says all about them
                 arrays[str(i)] = data
             leaves.append(dict(path=path, shape=shape, dtype=dtype, stored=[list(data.shape), str(data.dtype)],
@@ -166,6 +188,8 @@ class Checkpointer:
                 mngr.delete(s)
             if step not in mngr.all_steps():
                 mngr.save(step, args=args)
+            elif jax.process_count() > 1:  # the same step again: the processes would race to swap copies
+                log.info("checkpoint %d exists; a multi-host run does not write it again", step)
             else:  # the old copy stays until the new one is complete, then two renames swap them
                 with self._manager(self.directory / _PENDING) as pending:
                     pending.save(step, args=args)
@@ -238,7 +262,8 @@ class Checkpointer:
         out = []
         for i, (leaf, (shape, dtype), target) in enumerate(zip(saved, stored, targets)):
             data = np.asarray(arrays.get(str(i), np.zeros(shape, dtype)))
-            if data.shape != shape or data.dtype != dtype or _crc32(data) != leaf["crc32"]:
+            crc = leaf["crc32"]  # None: written in shards by several processes (no whole-leaf checksum)
+            if data.shape != shape or data.dtype != dtype or (crc is not None and _crc32(data) != crc):
                 raise CorruptCheckpointError(f"corrupt checkpoint {path}: leaf {leaf['path']} fails its checksum")
             out.append(_to_target_kind(data, target, leaf["key_impl"]))
         return jax.tree_util.tree_unflatten(treedef, out), meta

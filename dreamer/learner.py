@@ -37,6 +37,7 @@ from dreamer.augment import augment_branches
 from dreamer.config import LearnerConfig, PlannerConfig, ReplayConfig
 from dreamer.losses import TrainBatch, loss_fn
 from dreamer.planner import plan, root_diagnostics
+from dreamer.sharding import along_data
 from dreamer.world_model import TrainableWorldModel
 
 
@@ -158,7 +159,7 @@ class Learner:
         n_re = int(round(self.learner.reanalyze_fraction * bsz))
         if n_re == 0:
             return policy, {}
-        out = plan(params, rng, _flat(obs[:n_re]), model=self.model, config=self.planner)
+        out = plan(params, rng, along_data(_flat(obs[:n_re])), model=self.model, config=self.planner)
         fresh = out.action_weights.reshape(n_re, width, -1)
         spread = root_diagnostics(out)["search/root_q_spread"]
         metrics = {"search/reanalyze_root_value": jnp.mean(out.root_value), "search/reanalyze_q_spread": jnp.mean(spread)}
@@ -204,7 +205,7 @@ class Learner:
         ``reanalyze="sweep"``: both gathered from the replay, as the last sweep left them, and
         with ``consistency_targets="swept"`` the consistency targets too."""
         sample_rng, search_rng = jax.random.split(rng)
-        window = self.sample(replay, sample_rng, beta)
+        window = along_data(self.sample(replay, sample_rng, beta))  # the batch lies along a data mesh (if any)
         plan_ = self.targets(window)
         stored_policy = window.policy[:, : self.learner.unroll_steps + 1]
         if self.learner.reanalyze == "sweep":
@@ -216,7 +217,7 @@ class Learner:
             search_params = target_params if self.learner.reanalyze_with == "target" else params
             policy, metrics = self.reanalyse(search_params, search_rng, obs.unroll, stored_policy)
         metrics["train/td_steps"] = jnp.mean(plan_.td_steps.astype(jnp.float32))
-        batch = self.assemble(replay, window, plan_, obs.unroll, boot_values, policy)
+        batch = along_data(self.assemble(replay, window, plan_, obs.unroll, boot_values, policy))
         metrics["search/policy_target_entropy"] = policy_entropy(batch.policy, batch.policy_mask)
         return batch, window, metrics
 

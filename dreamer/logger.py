@@ -13,15 +13,19 @@ class Logger:
     """Writes flat ``{name: scalar}`` dicts to ``metrics.jsonl`` and TensorBoard.
 
     Every record carries ``env_steps``, ``updates`` and wall-clock ``time`` (seconds since
-    the run started, continuing across resumes when ``time_offset`` is given).
+    the run started, continuing across resumes when ``time_offset`` is given). A logger that
+    is not ``enabled`` (a multi-host run's other processes) writes nothing and only returns
+    the records.
     """
 
-    def __init__(self, run_dir: str, *, tensorboard: bool = True, time_offset: float = 0.0):
-        os.makedirs(run_dir, exist_ok=True)
+    def __init__(self, run_dir: str, *, tensorboard: bool = True, time_offset: float = 0.0, enabled: bool = True):
         self.path = os.path.join(run_dir, "metrics.jsonl")
-        self._file = open(self.path, "a", buffering=1)
         self._start = time.time() - time_offset
-        self._tb = None
+        self._tb = self._file = None
+        if not enabled:
+            return
+        os.makedirs(run_dir, exist_ok=True)
+        self._file = open(self.path, "a", buffering=1)
         if tensorboard:
             from tensorboardX import SummaryWriter
 
@@ -34,14 +38,16 @@ class Logger:
     def write(self, env_steps: int, updates: int, metrics: Mapping[str, float]) -> dict:
         record = {"env_steps": int(env_steps), "updates": int(updates), "time": round(self.elapsed, 3)}
         record.update({k: float(v) for k, v in metrics.items()})
-        self._file.write(json.dumps(record) + "\n")
+        if self._file is not None:
+            self._file.write(json.dumps(record) + "\n")
         if self._tb is not None:
             for k, v in metrics.items():
                 self._tb.add_scalar(k, float(v), int(env_steps))
         return record
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
         if self._tb is not None:
             self._tb.close()
 

@@ -36,6 +36,7 @@ from dreamer.agent import in_lockstep
 from dreamer import targets as targets_lib
 from dreamer.config import PlannerConfig
 from dreamer.planner import plan
+from dreamer.sharding import along_data
 from dreamer.world_model import WorldModel
 
 
@@ -102,7 +103,7 @@ def sweep(
         buf, key, stats = carry
         key, sub = jax.random.split(key)
         c0, env, absolute = _chunk_positions(buf, chunk_index(i), cols)
-        obs = replay_lib.stacked_frames(buf, env, absolute, frame_stack)
+        obs = along_data(replay_lib.stacked_frames(buf, env, absolute, frame_stack))  # roots along a data mesh
         out = plan(params, sub, obs, model=model, config=planner)
         buf = buf._replace(
             policy=_put_columns(buf.policy, out.action_weights, c0, n, cols),

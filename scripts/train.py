@@ -35,14 +35,22 @@ class TrainFlags:
     no_tensorboard: Annotated[bool, tyro.conf.arg(aliases=("--no-tensorboard",))] = False  # no TensorBoard event files
     no_plot: Annotated[bool, tyro.conf.arg(aliases=("--no-plot",))] = False  # no curves.png at the end
     seeds: Annotated[tuple[int, ...], tyro.conf.arg(metavar="INT [INT ...]", help_behavior_hint="")] = ()  # train these seeds side by side in one program (pure JAX envs: MinAtar), each in <run-dir>/seed_<S>; instead of --seed
+    devices: Annotated[Optional[int], tyro.conf.arg(metavar="INT", help_behavior_hint="")] = None  # devices to train on, data-parallel (default: all of them; 1: the single-device program)
+    coordinator: Annotated[Optional[str], tyro.conf.arg(metavar="HOST:PORT", help_behavior_hint="")] = None  # multi-host: process 0's address, or "auto" on a cluster JAX knows (SLURM); also DREAMER_COORDINATOR
+    num_processes: Annotated[Optional[int], tyro.conf.arg(aliases=("--num-processes",), metavar="INT", help_behavior_hint="")] = None  # multi-host: how many processes; also DREAMER_NUM_PROCESSES
+    process_id: Annotated[Optional[int], tyro.conf.arg(aliases=("--process-id",), metavar="INT", help_behavior_hint="")] = None  # multi-host: this process's id, 0 to num_processes - 1; also DREAMER_PROCESS_ID
 
 
 def main(argv=None) -> int:
     prog = "train.py"
     cfg, args = parse_config(sys.argv[1:] if argv is None else argv, prog, __doc__.split("\n")[0], TrainFlags)
 
-    from dreamer import runtime
+    from dreamer import runtime, sharding
 
+    try:  # before anything touches a device
+        sharding.initialize(args.coordinator, args.num_processes, args.process_id)
+    except (ValueError, RuntimeError) as e:
+        fail(prog, str(e).splitlines()[0])
     runtime.configure()  # persistent compilation cache; XLA command buffers on a GPU
 
     # Validate the env before any compute is spent.
@@ -63,6 +71,14 @@ def main(argv=None) -> int:
             fail(prog, f"--seeds trains seeds side by side on a pure JAX env (MinAtar/<Game>); {cfg.env.id} is stepped "
                        f"on the host: train one seed at a time with --seed")
 
+    from agents.loop import check_mesh
+
+    if args.devices is not None and args.devices < 1:
+        fail(prog, f"--devices must be >= 1, got {args.devices}")
+    try:
+        mesh = check_mesh(sharding.make_mesh(args.devices), [cfg.replace(seed=s) for s in args.seeds] or [cfg])
+    except ValueError as e:
+        fail(prog, f"--devices: {e}")
     stem = f"{cfg.preset}-{cfg.env.id.replace('/', '_')}" + ("" if args.seeds else f"-s{cfg.seed}")
     run_dir = args.run_dir or os.path.join("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
     cfgs = [cfg.replace(seed=s) for s in args.seeds] or [cfg]
@@ -83,7 +99,7 @@ def main(argv=None) -> int:
 
     try:
         run = open_run(cfgs if args.seeds else cfg, make_agent, agents.envs.make, run_dirs if args.seeds else run_dir,
-                       progress=not args.no_progress, tensorboard=not args.no_tensorboard)
+                       progress=not args.no_progress, tensorboard=not args.no_tensorboard, mesh=mesh)
         print(f"run director{'ies' if args.seeds else 'y'}: {', '.join(run_dirs)}", file=sys.stderr)
         if run.resumed:
             print(f"resuming from {run.counters.env_steps} env steps, {run.counters.updates} updates", file=sys.stderr)

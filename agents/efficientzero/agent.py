@@ -19,6 +19,7 @@ from dreamer.config import Config
 from dreamer.learner import Learner, TrainState
 from dreamer.networks import EfficientZeroModel
 from dreamer.planner import plan, root_diagnostics
+from dreamer.sharding import along_data, by_leading_axis, replicated
 from dreamer.world_model import TrainableWorldModel
 
 
@@ -107,7 +108,8 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
         perceive = planning_model.encode
 
     def search(params, rng, obs, planner, temperature) -> ActOutput:
-        out = plan(params, rng, perceive(obs), model=planning_model, config=planner, temperature=temperature)
+        out = plan(params, rng, along_data(perceive(obs)), model=planning_model, config=planner,
+                   temperature=temperature)
         return ActOutput(out.action, out.action_weights, out.root_value, out.predicted_value, root_diagnostics(out))
 
     def act(state: AgentState, rng, obs, temperature) -> ActOutput:
@@ -125,6 +127,11 @@ def make_agent(cfg: Config, spec: EnvSpec, model: TrainableWorldModel | None = N
         train_state, replay, metrics = learner.train(state.train, state.replay)
         return AgentState(train_state, replay), metrics
 
-    return Agent(init=init, act=act, greedy=greedy, observe=observe, train=train,
+    def shardings(state: AgentState, mesh) -> AgentState:
+        """Params and optimiser replicated; the replay by env stream (its leading axis)."""
+        return AgentState(jax.tree_util.tree_map(lambda _: replicated(mesh), state.train),
+                          by_leading_axis(state.replay, mesh, cfg.env.num_envs))
+
+    return Agent(init=init, act=act, greedy=greedy, observe=observe, train=train, shardings=shardings,
                  params=lambda state: state.train.params, updates_per_call=cfg.learner.updates_per_call,
                  acts_on="env_state" if cfg.planner.model == "simulator" else "observation")

@@ -87,7 +87,7 @@ def test_checkpoint_from_other_config_is_refused(debug_run, tmp_path):
         (["--env", "Pendulum-v1"], "Discrete"),
         (["--env", "FrozenLake-v1"], "flat Box"),
         (["--env", "Breakout"], "Atari"),
-        (["--planner.num_simulations", "0"], "num_simulations"),
+        (["--planner.num_simulations", "-1"], "num_simulations"),
         (["--replay.batch_size", "100000"], "batch_size"),
         (["--learner.unroll_steps", "5000"], "sample window"),
         (["--learner.learning_rate", "fast"], "expected a float"),
