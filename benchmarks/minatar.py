@@ -72,7 +72,7 @@ NOTES = [
     "the PPO references from gymnax's ports without them.",
     "DQN references are read off the MinAtar paper's learning curves: good to the plot's resolution, no better. "
     "They come from the original MinAtar (all 6 actions, no time limit, averages of training episodes); gymnax's "
-    "ports use each game's minimal action set and a 1,000-step time limit, and we score greedy evaluation games.",
+    "ports use each game's minimal action set and a 1,000-step time limit (2,500 for Freeway), and we score greedy evaluation games.",
     "Peer rows (benchmarks/peers.py): rejax's DQN, PPO and PQN trained on the very same envs (gymnax ports, "
     "sticky actions 0.1), the same 100k env steps and seeds, scored by the same greedy 30-game evaluation.",
     f"Wall-clock is per seed, from launching train.py to its exit (start-up and compiles included), summed over "
