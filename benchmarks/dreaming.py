@@ -70,21 +70,22 @@ class EnvSetting:
     why: str
 
 
-# The MinAtar runs use a small world model and a quarter update per real step, so that one
-# seed of 100k env steps is minutes on a 2-core CPU; acting uses 16 envs. Reanalysis is a sweep
+# The MinAtar runs use a small world model and one update of 64 sequences per 8 real steps, so
+# that three seeds of 100k env steps are a few minutes on a 2-core CPU (about 1,000 env steps/s
+# with S = 16, measured with benchmarks/side_by_side.py); acting uses 16 envs. Reanalysis is a sweep
 # of the replay with the target params once per target period (dreamer/reanalyze.py) with
 # the same S. CartPole is the default preset; it stops once two evaluations in a row reach 195.
 _MINATAR = dict(
     preset="minatar",
     flags=("--network.latent_dim", "64", "--network.hidden", "128", "--network.head_hidden", "32",
            "--network.lstm_hidden", "32", "--network.projection_hidden", "64", "--network.projection_out", "64",
-           "--network.predictor_hidden", "32", "--replay.batch_size", "64", "--loop.replay_ratio", "0.25",
+           "--network.predictor_hidden", "32", "--replay.batch_size", "64", "--loop.replay_ratio", "0.125",
            "--learner.td_age_step", "30000", "--loop.epsilon_schedule", "0.5", "0.1", "1.0", "0.05"),
     budget=100_000, budgets=(25_000, 50_000, 100_000), eval_every=5_000,
     reanalyse=("--learner.reanalyze", "sweep"), no_reanalyse=("--learner.reanalyze", "batch",
                                                               "--learner.reanalyze_fraction", "0"),
     functional=True,
-    why="minatar preset with a small MLP (latent 64, hidden 128), batch 64, replay ratio 0.25, epsilon 0.1 then 0.05",
+    why="minatar preset with a small MLP (latent 64, hidden 128), batch 64, replay ratio 0.125, epsilon 0.1 then 0.05",
 )
 ENVS: dict[str, EnvSetting] = {
     "MinAtar/Breakout": EnvSetting(threshold=5.0, **_MINATAR),
