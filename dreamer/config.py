@@ -329,9 +329,12 @@ def _same(a: Any, b: Any) -> bool:  # 1 == 1.0 and NaN == NaN here; True != 1
 
 def config_differences(saved: dict, expected: dict, allowed: tuple[str, ...] = ()) -> list[tuple[str, Any, Any]]:
     """``(dotted field, saved value, expected value)`` where two :func:`to_dict` configs differ,
-    leaving out the dotted paths in ``allowed`` and below them."""
+    leaving out the dotted paths in ``allowed`` and below them. A field that ``saved`` lacks
+    (the config was written before the field existed) counts as its default, so runs saved by
+    an older version resume, and are compared, as what they were."""
+    defaults = _dotted(to_dict(Config()))
     saved, expected = _dotted(saved), _dotted(expected)
-    diffs = [(k, saved.get(k, "<missing>"), expected.get(k, "<missing>")) for k in {**saved, **expected}]
+    diffs = [(k, saved.get(k, defaults.get(k, "<missing>")), expected.get(k, "<missing>")) for k in {**saved, **expected}]
     return sorted(d for d in diffs if not _same(*d[1:]) and not any(f"{d[0]}.".startswith(f"{a}.") for a in allowed))
 
 

@@ -526,3 +526,16 @@ def test_signal_handlers_set_flag_and_restore_previous(tmp_path):
     finally:
         signal.signal(signal.SIGINT, previous_int)
         signal.signal(signal.SIGTERM, previous_term)
+
+
+def test_a_field_added_since_the_save_counts_as_its_default():
+    """A run saved before a config field existed resumes when the field keeps its default, and is
+    refused when it is set to something else (dreamer.config.config_differences)."""
+    from dreamer.config import LearnerConfig, PlannerConfig, config_differences
+
+    old = to_dict(Config())
+    del old["planner"]["model"]
+    assert config_differences(old, to_dict(Config())) == []
+    other = to_dict(Config(planner=PlannerConfig(model="simulator"), learner=LearnerConfig(reanalyze_fraction=0.0)))
+    other["learner"]["reanalyze_fraction"] = old["learner"]["reanalyze_fraction"]
+    assert config_differences(old, other) == [("planner.model", "learned", "simulator")]
