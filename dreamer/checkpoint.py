@@ -101,10 +101,16 @@ def _jsonable(x: Any) -> Any:
 
 
 def _orbax_noise(exc: BaseException | None) -> bool:
+    """Whether ``exc`` comes from an abandoned orbax read: raised in orbax's code, the closed loop
+    itself, or a tensorstore read error (set on its future from C++, so it carries no traceback)."""
     tb = getattr(exc, "__traceback__", None)
     while tb is not None and f"{os.sep}orbax{os.sep}" not in tb.tb_frame.f_code.co_filename:
         tb = tb.tb_next
-    return tb is not None or (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed")
+    return (
+        tb is not None
+        or (isinstance(exc, RuntimeError) and str(exc) == "Event loop is closed")
+        or (isinstance(exc, ValueError) and "tensorstore_spec=" in str(exc))
+    )
 
 
 @contextlib.contextmanager

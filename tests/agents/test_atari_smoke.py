@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 
@@ -16,6 +18,7 @@ def launch(runs, *train_args):
     return subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=ROOT)
 
 
+@pytest.mark.slow  # several train.py and evaluate.py processes on ALE
 def test_atari_debug_train_checkpoint_evaluate_aggregate(tmp_path):
     from benchmarks.atari100k import aggregate
 

@@ -54,6 +54,7 @@ def test_the_counter_sees_host_reads(run):
     assert count[0] >= 3
 
 
+@pytest.mark.slow  # compiles and runs the fused loop under a host-read trap
 def test_fused_chunks_and_updates_read_nothing_on_the_host(run):
     steps = run._fused_steps()
     while run.counters.updates < 2 * run.agent.updates_per_call:  # compile both chunk programs and train

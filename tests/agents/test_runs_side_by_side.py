@@ -51,6 +51,7 @@ def trained_side_by_side_and_alone(tmp_path, cfgs):
     return counters, group, alone
 
 
+@pytest.mark.slow  # four whole runs; about 75 s on 2 cores
 def test_two_runs_side_by_side_match_two_runs_alone(tmp_path):
     """Over a short run (64 env steps of training, a target refresh with a reanalysis sweep
     every 4 updates): the same losses and final params as the seeds trained one at a time,

@@ -102,6 +102,7 @@ def test_simulator_plans_through_the_same_entry_point_as_a_learned_model():
     assert (rewards[scoring, np.asarray(true.action)[scoring]] > 0).all()
 
 
+@pytest.mark.slow  # a whole fused-loop run
 def test_agent_planning_in_the_simulator_trains_in_the_fused_loop(tmp_path):
     """planner.model="simulator": the agent acts on env states (acts_on), the loop passes them,
     training and the compiled evaluation run; a host env or policy reanalysis is refused."""

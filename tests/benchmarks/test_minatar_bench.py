@@ -314,6 +314,7 @@ def test_train_failure_passes_its_error_line_and_code(tmp_path, monkeypatch, cap
 # ----------------------------------------------------------------------------- end to end
 
 
+@pytest.mark.slow  # train.py processes end to end
 def test_end_to_end_with_train_py(tmp_path):
     """The real train.py and random row on a tiny budget (about 15 s), then a second launch that trains nothing."""
     import subprocess

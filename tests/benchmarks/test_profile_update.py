@@ -31,6 +31,7 @@ def stage_flops(cfg, spec):
 SWEPT = {"learner.reanalyze": "sweep", "learner.consistency_targets": "swept"}
 
 
+@pytest.mark.slow  # compiles every stage of a full update and the whole update
 @pytest.mark.parametrize("mode", ["batch", "sweep"])
 def test_stage_flops_add_up_to_the_whole_update(mode):
     """Also with targets from the sweep, where the loss reads stored consistency targets:

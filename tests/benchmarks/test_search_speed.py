@@ -20,6 +20,7 @@ def test_quick_smoke_writes_rows(tmp_path, capsys):
     assert record["deep_chain"] == [] and record["skipped"] == [] and record["commit"]
 
 
+@pytest.mark.slow  # searches a deep chain at several depths
 def test_max_depth_caps_the_chain_of_noisy_values():
     rows = search_speed.deep_chain("mlp", 4, (40,), (None, 3), reps=(1, 1, 0.0), log=lambda _: None)
     depth = {(r["params"], r["search"], r["max_depth"]): r["tree_depth_max"] for r in rows}

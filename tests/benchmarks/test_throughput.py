@@ -26,6 +26,7 @@ def test_bad_input_one_line(capsys):
     assert e.value.code == 2 and err == ["throughput.py: error: --loop-steps must be >= 1, got 0"]
 
 
+@pytest.mark.slow  # a throughput.py run end to end
 def test_smoke_debug_scaled(tmp_path):
     out = tmp_path / "t.json"
     throughput.main(["--preset", "debug", "--scale", "--loop-steps", "32", "--out", str(out)])

@@ -454,6 +454,18 @@ def test_failed_restore_leaves_one_line_on_stderr(tmp_path):
         assert out == ""
 
 
+def test_abandoned_read_errors_are_recognised_without_a_traceback():
+    """tensorstore sets a failed read's error on its future from C++: no traceback reaches
+    orbax's frames, so the error's own text must mark it (CI once printed 12 such reports)."""
+    from dreamer.checkpoint import _orbax_noise
+
+    read_error = ValueError('DATA_LOSS: Error reading "0/.zarray" [tensorstore_spec=\'{"driver":"zarr"}\']')
+    assert read_error.__traceback__ is None and _orbax_noise(read_error)
+    assert _orbax_noise(RuntimeError("Event loop is closed"))
+    assert not _orbax_noise(ValueError("DATA_LOSS: something else"))
+    assert not _orbax_noise(None)
+
+
 def test_all_corrupt_raises(tmp_path):
     ck = Checkpointer(tmp_path, keep=2)
     ck.save(1, make_state(1))

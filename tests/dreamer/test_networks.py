@@ -32,7 +32,7 @@ def test_encoder_channels_refuse_vector_observations():
         EfficientZeroModel(dataclasses.replace(NetworkConfig(), encoder_channels=(8,)), (4,), 2)
 
 
-@pytest.mark.parametrize("kind", ["mlp", "conv"])
+@pytest.mark.parametrize("kind", ["mlp", pytest.param("conv", marks=pytest.mark.slow)])  # the conv: 15 s more
 def test_reward_grad_scale_scales_the_reward_path_into_the_dynamics_only(kind):
     """EfficientZero halves the gradient into each unrolled latent on every path: with
     reward_grad_scale 0.5 the reward head's gradient reaches the dynamics (and everything

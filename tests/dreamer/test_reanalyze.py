@@ -58,7 +58,8 @@ def filled(steps, seed=0):
     return state
 
 
-@pytest.mark.parametrize("steps", [11, LENGTH + 7])  # a partly filled ring, and a wrapped one
+# a partly filled ring (slow: the wrapped one covers its code too), and a wrapped one
+@pytest.mark.parametrize("steps", [pytest.param(11, marks=pytest.mark.slow), LENGTH + 7])
 def test_sweep_replans_every_stored_position(steps):
     cfg = config("sweep")
     learner = Learner(MODEL, cfg.learner, cfg.replay, cfg.planner)

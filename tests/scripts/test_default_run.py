@@ -14,11 +14,14 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT
 
 HANG_GUARD_SECONDS = 900  # a hang, not a speed check (the README's figure: within 4 minutes on 2 quiet cores)
 
 
+@pytest.mark.slow  # the README's main job to the end: about 3 minutes on 2 cores
 def test_the_default_run_learns_and_stops_by_itself(tmp_path):
     run_dir = tmp_path / "default"
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "train.py"), "--run-dir", str(run_dir)],
