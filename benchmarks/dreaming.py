@@ -198,7 +198,8 @@ def seed_record(run_dir: Path, setting: EnvSetting, budget: int) -> dict | None:
         scores[str(b)] = due[0] if due else (curve[-1][1] if stopped and curve and curve[-1][0] < b else None)
     hit = next((k for k, v in curve if v >= setting.threshold), None)
     return {"run_dir": str(run_dir), "curve": curve, "scores": scores, "steps_to_threshold": hit,
-            "env_steps": summary.get("env_steps"), "stopped": stopped, "wall_time_s": summary.get("wall_time")}
+            "env_steps": summary.get("env_steps"), "stopped": stopped, "wall_time_s": summary.get("wall_time"),
+            "finished": stopped or (summary.get("env_steps") or 0) >= budget}
 
 
 def mean_ci(values: Sequence[float]) -> dict:
@@ -221,22 +222,24 @@ def budgets_of(setting: EnvSetting, budget: int) -> list[int]:
 
 def summarize_point(point: Point, seeds: list[dict], setting: EnvSetting, budget: int) -> dict:
     scores = {str(b): mean_ci([s["scores"].get(str(b)) for s in seeds]) for b in budgets_of(setting, budget)}
-    reached = [s["steps_to_threshold"] for s in seeds]
-    # seeds that never reached the threshold count at the budget (a lower bound on their steps)
+    # seeds that spent the budget without reaching the threshold count at the budget (a lower
+    # bound on their steps); a run still going that has not reached it yet counts nowhere
+    known = [s for s in seeds if s["steps_to_threshold"] is not None or s["finished"]]
+    reached = [s["steps_to_threshold"] for s in known]
     censored = [r if r is not None else budget for r in reached]
     return {"env": point.env, "kind": point.kind, "sims": point.sims, "seeds": seeds, "scores": scores,
             "reached": sum(r is not None for r in reached), "of": len(reached),
-            "steps_to_threshold": mean_ci(censored) if reached else mean_ci([]),
+            "steps_to_threshold": mean_ci(censored),
             "steps_to_threshold_censored": any(r is None for r in reached)}
 
 
 def worth(summaries: list[dict], env: str) -> list[dict]:
     """What a doubling of S saves in real env steps to the threshold, per kind (where both
-    points reached it in every seed)."""
+    points reached it in every seed that has finished or reached it)."""
     out = []
     for kind in KINDS:
         pts = sorted((p for p in summaries if p["env"] == env and p["kind"] == kind
-                      and p["steps_to_threshold"]["mean"] is not None and not p["steps_to_threshold_censored"]),
+                      and p["reached"] == p["of"] > 0),
                      key=lambda p: p["sims"])
         for a, b in zip(pts, pts[1:]):
             if a["sims"] == 0:
@@ -327,6 +330,10 @@ def draw(record: dict, out: Path) -> Path:
             ci = [p["steps_to_threshold"]["ci95"] or [np.nan, np.nan] for p in mine]
             row[1].errorbar(x, y, yerr=np.abs(np.array(ci, float).T - y), color=color, marker=marker, capsize=3,
                             label=kind)
+            cut = np.array([p["steps_to_threshold_censored"] for p in mine])
+            if cut.any():  # a seed never reached the threshold: the mean is a lower bound (hollow)
+                row[1].plot(x[cut], y[cut], ls="none", marker=marker, markersize=9, markerfacecolor="white",
+                            markeredgecolor=color)
         for ax in row:
             ax.set_xscale("symlog", linthresh=1.0)
             ax.set_xticks([s for s in record["sims"]])
@@ -339,7 +346,7 @@ def draw(record: dict, out: Path) -> Path:
         row[1].set_yscale("log")
         row[1].set_ylabel(f"env steps to {setting['threshold']:g}")
         row[1].axhline(setting["budget"], color="0.5", ls=":", lw=1)
-        row[1].set_title(f"{env}: real steps to {setting['threshold']:g} (dotted: the budget)")
+        row[1].set_title(f"{env}: real steps to {setting['threshold']:g} (dotted: budget; hollow: lower bound)")
         row[1].legend(fontsize=7)
     fig.suptitle("Dreaming: real experience against imagined rollouts per real step (mean over seeds, 95% t interval)",
                  fontsize=11)

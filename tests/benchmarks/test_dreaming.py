@@ -63,14 +63,15 @@ def test_table_from_run_directories(tmp_path, capsys):
         # S = 4: both reach it (1,000 and 2,008: an evaluation a few steps past its due step) and stop
         "learned-S4": [({1000: 196.0, 1500: 199.0}, 1500, 10.0, True),
                        ({1000: 150.0, 2008: 195.5, 2500: 198.0}, 2500, 20.0, True)],
-        # S = 16: both reach it at 1,000
-        "learned-S16": [({1000: 195.0, 1500: 200.0}, 1500, 12.0, True), ({1000: 199.0, 1500: 200.0}, 1500, 14.0, True)],
+        # S = 16: two reach it at 1,000; the third is still running (at 1,500 of 6,000) and has not
+        "learned-S16": [({1000: 195.0, 1500: 200.0}, 1500, 12.0, True), ({1000: 199.0, 1500: 200.0}, 1500, 14.0, True),
+                        ({1000: 20.0, 1500: 30.0}, 1500, 5.0)],
     }
     for name, seeds in runs.items():
         for seed, run in enumerate(seeds):
             write_run(root / "CartPole-v0" / name / f"seed_{seed}", *run)
 
-    assert D.main(["--table", "--envs", env, "--sims", "0", "4", "16", "--kinds", "learned", "--seeds", "0", "1",
+    assert D.main(["--table", "--envs", env, "--sims", "0", "4", "16", "--kinds", "learned", "--seeds", "0", "1", "2",
                    "--run-root", str(root), "--results-dir", str(res)]) == 0
     record = json.loads((res / "dreaming.json").read_text())
     assert (res / "dreaming.png").stat().st_size > 10_000
@@ -92,6 +93,10 @@ def test_table_from_run_directories(tmp_path, capsys):
     assert s4["seeds"][1]["scores"]["2000"] == 195.5  # due at 2,000, landed at 2,008
     assert s4["seeds"][1]["steps_to_threshold"] == 2008 and not s4["steps_to_threshold_censored"]
     assert s4["steps_to_threshold"]["ci95"][0] < s4["steps_to_threshold"]["mean"] < s4["steps_to_threshold"]["ci95"][1]
+
+    # a run still going that has not reached the threshold yet is no lower bound: it counts nowhere
+    assert pts[16]["reached"] == pts[16]["of"] == 2 and not pts[16]["steps_to_threshold_censored"]
+    assert pts[16]["steps_to_threshold"]["mean"] == 1000 and pts[16]["scores"]["6000"]["n"] == 2
 
     # S = 0 is censored and has no search, so the only step measured is 4 -> 16
     (worth,) = record["worth"][env]
