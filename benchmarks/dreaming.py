@@ -344,9 +344,9 @@ def draw(record: dict, out: Path) -> Path:
         row[0].set_title(f"{env}: score at fixed real budgets")
         row[0].legend(fontsize=6, ncol=2)
         row[1].set_yscale("log")
-        row[1].set_ylabel(f"env steps to {setting['threshold']:g}")
+        row[1].set_ylabel(f"env steps to {setting['threshold']:g} (dotted: budget; hollow: lower bound)", fontsize=8)
         row[1].axhline(setting["budget"], color="0.5", ls=":", lw=1)
-        row[1].set_title(f"{env}: real steps to {setting['threshold']:g} (dotted: budget; hollow: lower bound)")
+        row[1].set_title(f"{env}: real steps to {setting['threshold']:g}")
         row[1].legend(fontsize=7)
     fig.suptitle("Dreaming: real experience against imagined rollouts per real step (mean over seeds, 95% t interval)",
                  fontsize=11)
