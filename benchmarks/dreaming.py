@@ -149,10 +149,13 @@ def _read_json(path: Path) -> Any:
         return None
 
 
+def _done(summary: dict, budget: int) -> bool:
+    return (summary.get("env_steps") or 0) >= budget or bool(summary.get("stopped"))
+
+
 def finished(run_dir: Path, budget: int) -> bool:
     """The run spent its budget or stopped by its own rule."""
-    summary = _read_json(run_dir / "summary.json") or {}
-    return summary.get("env_steps", 0) >= budget or bool(summary.get("stopped"))
+    return _done(_read_json(run_dir / "summary.json") or {}, budget)
 
 
 def train_point(point: Point, setting: EnvSetting, seeds: Sequence[int], root: Path, steps: int | None,
@@ -199,7 +202,7 @@ def seed_record(run_dir: Path, setting: EnvSetting, budget: int) -> dict | None:
     hit = next((k for k, v in curve if v >= setting.threshold), None)
     return {"run_dir": str(run_dir), "curve": curve, "scores": scores, "steps_to_threshold": hit,
             "env_steps": summary.get("env_steps"), "stopped": stopped, "wall_time_s": summary.get("wall_time"),
-            "finished": stopped or (summary.get("env_steps") or 0) >= budget}
+            "finished": _done(summary, budget)}
 
 
 def mean_ci(values: Sequence[float]) -> dict:
